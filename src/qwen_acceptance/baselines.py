@@ -1,0 +1,148 @@
+"""baselines.yaml: the reference numbers per model, validated on load, updated in place without losing anything.
+
+Each top-level key is a model::
+
+    qwen3_8b:
+      final_loss: 2.345            # reduced_train_loss at the last step; null until measured
+      tolerance: 0.05              # |loss - final_loss| / final_loss must not exceed this
+      tokens_per_sec_per_gpu: 6859.0
+      provenance: {date: ..., gpu: ..., gpus: 8, layout: ..., log_sha256: ..., ...}
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from filelock import FileLock
+from ruamel.yaml.comments import CommentedMap
+
+from . import yamlio
+from .errors import AcceptanceError
+
+DEFAULT_TOLERANCE = 0.05
+REQUIRED_PROVENANCE = ("date", "gpus", "log_sha256")
+_FIELDS = {"final_loss", "tolerance", "tokens_per_sec_per_gpu", "provenance"}
+
+
+@dataclass(frozen=True)
+class Baseline:
+    model: str
+    final_loss: float | None
+    tolerance: float
+    tokens_per_sec_per_gpu: float | None
+    provenance: Mapping[str, Any] | None
+
+    @property
+    def measured(self) -> bool:
+        return self.final_loss is not None
+
+
+def _number(where: str, name: str, value: Any, *, optional: bool) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise AcceptanceError(f"{where}: field '{name}' must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def _parse_entry(model: str, entry: Any, where: str) -> Baseline:
+    if entry is None:
+        entry = {}
+    if not isinstance(entry, Mapping):
+        raise AcceptanceError(f"{where}: entry must be a mapping, got {type(entry).__name__}")
+    unknown = sorted(set(entry) - _FIELDS)
+    if unknown:
+        raise AcceptanceError(f"{where}: unknown field(s) {', '.join(map(str, unknown))}")
+    loss = _number(where, "final_loss", entry.get("final_loss"), optional=True)
+    tolerance = _number(where, "tolerance", entry.get("tolerance", DEFAULT_TOLERANCE), optional=False)
+    if tolerance >= 1:
+        raise AcceptanceError(f"{where}: field 'tolerance' is relative (0.05 = 5%), got {tolerance}")
+    tps = _number(where, "tokens_per_sec_per_gpu", entry.get("tokens_per_sec_per_gpu"), optional=True)
+    provenance = entry.get("provenance")
+    if provenance is not None and not isinstance(provenance, Mapping):
+        raise AcceptanceError(f"{where}: field 'provenance' must be a mapping")
+    if loss is not None:
+        missing = [k for k in REQUIRED_PROVENANCE if not (provenance or {}).get(k)]
+        if missing:
+            raise AcceptanceError(f"{where}: a measured baseline needs provenance field(s) {', '.join(missing)}")
+    return Baseline(model, loss, tolerance, tps, dict(provenance) if provenance else None)
+
+
+def _parse_document(doc: Any, path: Path) -> dict[str, Baseline]:
+    if doc is None:
+        return {}
+    if not isinstance(doc, Mapping):
+        raise AcceptanceError(f"{path}: expected a mapping of model name to baseline entry")
+    return {str(m): _parse_entry(str(m), e, f"{path}: {m}") for m, e in doc.items()}
+
+
+def load(path: Path) -> dict[str, Baseline]:
+    """All entries, validated; a corrupt file is an error naming the file and line or field."""
+    return _parse_document(yamlio.load(path), path)
+
+
+def require(baselines: Mapping[str, Baseline], model: str, path: Path) -> Baseline:
+    """The measured baseline for ``model``; missing or empty fails with what to do, it never passes."""
+    entry = baselines.get(model)
+    if entry is None or not entry.measured:
+        raise AcceptanceError(
+            f"{path}: no measured baseline for '{model}'. Run the reference configuration on a reference system, "
+            f"then record it with `pytest -m {model} --baseline-update` (or `--from-log {model}=LOG`)"
+        )
+    return entry
+
+
+def log_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Update:
+    """New numbers for one model, from a complete clean run."""
+
+    final_loss: float
+    tokens_per_sec_per_gpu: float | None
+    provenance: Mapping[str, Any]
+
+
+def _apply(doc: CommentedMap, model: str, update: Update) -> None:
+    entry = doc.get(model)
+    if entry is None:
+        entry = doc[model] = CommentedMap()
+    entry["final_loss"] = round(update.final_loss, 6)
+    entry.setdefault("tolerance", DEFAULT_TOLERANCE)
+    entry["tokens_per_sec_per_gpu"] = (
+        None if update.tokens_per_sec_per_gpu is None else round(update.tokens_per_sec_per_gpu, 2)
+    )
+    entry["provenance"] = CommentedMap(update.provenance)
+
+
+def apply_updates(path: Path, updates: Mapping[str, Update]) -> str:
+    """Set the given models' entries and rewrite the file atomically; returns the unified diff.
+
+    Only those entries change: other entries, comments and order survive. A lock makes concurrent writers
+    (pytest-xdist workers) take turns; a file that does not validate is never written over.
+    """
+    with FileLock(str(path) + ".lock"):
+        before = path.read_text(encoding="utf-8") if path.exists() else ""
+        doc = yamlio.load(path) if before else CommentedMap()
+        if doc is None:
+            doc = CommentedMap()
+        _parse_document(doc, path)  # refuse to rewrite a file that is already corrupt
+        for model, update in updates.items():
+            _apply(doc, model, update)
+        after = yamlio.dump(doc)
+        _parse_document(yamlio.load_text(after, path), path)
+        yamlio.write_atomic(path, after)
+    return "".join(
+        difflib.unified_diff(before.splitlines(True), after.splitlines(True), f"a/{path.name}", f"b/{path.name}")
+    )

@@ -1,0 +1,140 @@
+"""The `qwen-acceptance` command: the same library the pytest plugin uses, for scripts and quick looks.
+
+Exit codes: 0 pass, 1 fail, 2 bad input (a one-line error names the file, line or field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import baselines, logparse, metrics, models, verdict
+from .errors import AcceptanceError
+
+EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _print_json(data: dict) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
+    sys.stdout.write("\n")
+
+
+def _model_or_none(name: str | None, models_file: Path | None) -> models.ModelSpec | None:
+    return models.get_model(name, models_file) if name else None
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    spec = _model_or_none(args.model, args.models)
+    log = logparse.parse_file(args.log)
+    summary = metrics.summarize(
+        log,
+        seq_length=args.seq_length or (spec.seq_length if spec else None),
+        gpus=args.gpus or (spec.gpus if spec else None),
+    )
+    if args.json:
+        _print_json(summary.to_json())
+        return EXIT_PASS
+    print(f"log:        {summary.source}")
+    print(
+        f"steps:      {summary.steps_read} read, last step {summary.last_step} "
+        f"(the run planned {summary.planned_last_step}); {summary.unreadable_lines} unreadable lines, "
+        f"{summary.repeated_steps} repeated steps{', last line truncated' if summary.truncated_last_line else ''}"
+    )
+    print(f"final loss: {summary.final_loss} at global_step {summary.last_step}")
+    if summary.non_finite_loss_steps:
+        print(f"NaN/inf:    loss not finite at steps {summary.non_finite_loss_steps[:10]}")
+    tp = summary.throughput
+    if tp:
+        how = " (derived from step time)" if tp.derived else ""
+        print(
+            f"throughput: {tp.mean:.4g} tokens/s/GPU{how}, mean of steps {tp.first_step}..{tp.last_step} "
+            f"({tp.steps_used} steps, first and last {tp.trim} dropped); median {tp.median:.4g}, "
+            f"stdev {tp.stdev:.3g}, min {tp.minimum:.4g}, max {tp.maximum:.4g}"
+        )
+    else:
+        print(f"throughput: unavailable: {summary.throughput_error}")
+    if summary.gpu_name:
+        print(f"GPU:        {summary.gpu_name}")
+    return EXIT_PASS
+
+
+def _resolve_baseline(args: argparse.Namespace, spec: models.ModelSpec | None) -> tuple[float, float]:
+    if args.baseline_loss is not None:
+        if args.baseline_loss <= 0:
+            raise AcceptanceError(f"--baseline-loss must be positive, got {args.baseline_loss}")
+        return args.baseline_loss, args.tolerance or baselines.DEFAULT_TOLERANCE
+    assert spec is not None
+    entry = baselines.require(baselines.load(args.baselines), spec.name, args.baselines)
+    return entry.final_loss, args.tolerance or entry.tolerance
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    spec = _model_or_none(args.model, args.models)
+    baseline_loss, tolerance = _resolve_baseline(args, spec)
+    log = logparse.parse_file(args.log)
+    log.require_steps()
+    if args.final_step is not None:
+        final_step, why = args.final_step, "--final-step"
+    elif spec is not None:
+        final_step, why = spec.final_step, f"{spec.name}: max_steps {spec.max_steps}"
+    else:
+        final_step, why = log.planned_last_step, "the log's 'iteration I/N'"
+    result = verdict.judge(log, final_step=final_step, baseline_loss=baseline_loss, tolerance=tolerance)
+    if args.json:
+        _print_json({**result.to_json(), "final_step_from": why})
+    else:
+        print(f"log: {result.source} (final step {final_step}, from {why})")
+        for check in result.checks:
+            print(f"  {'ok  ' if check.passed else 'FAIL'} {check.name}: {check.detail}")
+        print("PASS" if result.passed else "FAIL")
+    return EXIT_PASS if result.passed else EXIT_FAIL
+
+
+def _add_models_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--models", type=Path, default=None, help=f"model matrix YAML (default: the packaged one, or ${models.MODELS_ENV})"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qwen-acceptance", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    summ = sub.add_parser("summarize", help="steps, final loss and throughput of a NeMo training log")
+    summ.add_argument("log", type=Path)
+    summ.add_argument("--json", action="store_true", help="machine-readable output")
+    summ.add_argument("--model", help="model from the matrix (gives seq length and GPUs to derive throughput)")
+    summ.add_argument("--seq-length", type=int, help="to derive tokens/s/GPU when the log lacks it")
+    summ.add_argument("--gpus", type=int, help="to derive tokens/s/GPU when the log lacks it")
+    _add_models_option(summ)
+    summ.set_defaults(func=cmd_summarize)
+
+    chk = sub.add_parser("check", help="the verdict of the reference rule for one log")
+    chk.add_argument("log", type=Path)
+    source = chk.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="judge against this model's entry in the baselines file")
+    source.add_argument("--baseline-loss", type=float, help="judge against this loss instead of a baselines file")
+    chk.add_argument("--baselines", type=Path, default=Path("baselines.yaml"), help="default: ./baselines.yaml")
+    chk.add_argument("--tolerance", type=float, help="relative tolerance (default: the baseline's, else 0.05)")
+    chk.add_argument("--final-step", type=int, help="step to read the loss at (default: max_steps - 1)")
+    chk.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_models_option(chk)
+    chk.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except AcceptanceError as exc:
+        print(f"qwen-acceptance: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

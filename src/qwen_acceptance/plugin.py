@@ -1,0 +1,240 @@
+"""pytest plugin: options, per-model parametrization and markers, the session-scoped run fixture, and the
+``--baseline-update`` flow. The judging itself lives in the library (metrics, verdict, baselines)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from . import baselines, logparse, metrics, models, verdict
+from .errors import AcceptanceError
+from .logparse import TrainingLog
+
+STASH = pytest.StashKey["AcceptanceSession"]()
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One model's training run, recorded or live, as the acceptance tests see it."""
+
+    spec: models.ModelSpec
+    log: TrainingLog
+    log_path: Path
+    origin: str  # "recorded log" or "live run"
+    environment: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AcceptanceSession:
+    matrix: dict[str, models.ModelSpec]
+    baselines_path: Path
+    update: bool
+    recorded_logs: dict[str, Path]
+    logs_dir: Path | None
+    runs: dict[str, RunResult] = field(default_factory=dict)
+    diffs: list[str] = field(default_factory=list)
+
+    def recorded_log(self, model: str) -> Path | None:
+        if model in self.recorded_logs:
+            return self.recorded_logs[model]
+        if self.logs_dir is not None and (candidate := self.logs_dir / f"{model}.log").is_file():
+            return candidate
+        return None
+
+    def obtain_run(self, spec: models.ModelSpec) -> RunResult:
+        """The run for ``spec``: from a recorded log here; skipped, with the reason, when there is none."""
+        if spec.name not in self.runs:
+            path = self.recorded_log(spec.name)
+            if path is None:
+                pytest.skip(
+                    f"{spec.name}: no recorded log (give --from-log {spec.name}=PATH or --logs-dir DIR "
+                    f"holding {spec.name}.log); a live run needs {spec.gpus} GPUs"
+                )
+            log = logparse.parse_file(path)
+            log.require_steps()
+            self.runs[spec.name] = RunResult(spec, log, path, "recorded log")
+        return self.runs[spec.name]
+
+    def judge_final_loss(self, run: RunResult) -> None:
+        """The verdict of record, or under --baseline-update the new baseline (and a deliberate failure)."""
+        spec, log = run.spec, run.log
+        if self.update:
+            self._update_baseline(run)
+            return
+        entry = baselines.require(baselines.load(self.baselines_path), spec.name, self.baselines_path)
+        loss = metrics.final_loss(log, spec.final_step)
+        check = verdict.check_loss(loss, entry.final_loss, entry.tolerance)
+        assert check.passed, f"{spec.name}: {check.detail}"
+
+    def _update_baseline(self, run: RunResult) -> None:
+        spec, log = run.spec, run.log
+        problems = [c.detail for c in (verdict.check_final_step(log, spec.final_step), verdict.check_finite_loss(log))
+                    if not c.passed]
+        if problems:
+            pytest.fail(f"{spec.name}: not updating the baseline from an incomplete or unclean run: "
+                        + "; ".join(problems), pytrace=False)
+        try:
+            tps: float | None = metrics.throughput(log, seq_length=spec.seq_length, gpus=spec.gpus).mean
+        except AcceptanceError:
+            tps = None
+        update = baselines.Update(metrics.final_loss(log, spec.final_step), tps, provenance(run))
+        diff = baselines.apply_updates(self.baselines_path, {spec.name: update})
+        self.diffs.append(diff)
+        pytest.fail(
+            f"{spec.name}: baseline updated in {self.baselines_path} (a session that updates is never green; "
+            f"rerun without --baseline-update to judge against it)\n{diff}",
+            pytrace=False,
+        )
+
+    def record_throughput(self, run: RunResult, benchmark: Any) -> metrics.Throughput:
+        """Give pytest-benchmark the steady window's real step times as its rounds."""
+        spec = run.spec
+        tp = metrics.throughput(run.log, seq_length=spec.seq_length, gpus=spec.gpus)
+        benchmark.extra_info.update(
+            model=spec.name,
+            tokens_per_sec_per_gpu=tp.mean,
+            tokens_per_sec_per_gpu_median=tp.median,
+            throughput_steps=tp.steps_used,
+            throughput_window=[tp.first_step, tp.last_step],
+            throughput_derived=tp.derived,
+            gpus=spec.gpus,
+            layout=spec.layout.describe(),
+            global_batch_size=spec.global_batch_size,
+            seq_length=spec.seq_length,
+            origin=run.origin,
+        )
+        if not tp.step_times:
+            raise AcceptanceError(f"{run.log_path}: no '{logparse.STEP_TIME}' in the throughput window")
+        replay_step_times(benchmark, tp.step_times)
+        return tp
+
+
+class _ReplayClock:
+    """A timer whose start/stop pairs measure the recorded step times, one round each."""
+
+    def __init__(self, durations: tuple[float, ...]) -> None:
+        self._durations: Iterator[float] = iter(durations)
+        self._now = 0.0
+        self._started = False
+
+    def __call__(self) -> float:
+        if self._started:
+            self._now += next(self._durations)
+        self._started = not self._started
+        return self._now
+
+
+def replay_step_times(benchmark: Any, durations: tuple[float, ...]) -> None:
+    """Run pytest-benchmark's own pedantic path, its clock swapped for the recorded step times, so its statistics,
+    --benchmark-json, --benchmark-autosave and --benchmark-compare speak of real training steps."""
+    benchmark._timer = _ReplayClock(durations)  # pytest-benchmark reads the timer here when it builds a runner
+    benchmark.pedantic(lambda: None, rounds=len(durations), iterations=1, warmup_rounds=0)
+
+
+def provenance(run: RunResult) -> dict[str, Any]:
+    """Where a baseline came from, so a later reader can tell whether it still applies."""
+    spec = run.spec
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "origin": run.origin,
+        "gpu": run.environment.get("gpu") or run.log.gpu_name,
+        "gpus": spec.gpus,
+        "layout": spec.layout.describe(),
+        "global_batch_size": spec.global_batch_size,
+        "seq_length": spec.seq_length,
+        "max_steps": spec.max_steps,
+        "seed": spec.seed,
+        "container": run.environment.get("container"),
+        "nemo": run.environment.get("nemo"),
+        "megatron_core": run.environment.get("megatron_core"),
+        "log": str(run.log_path),
+        "log_sha256": baselines.log_sha256(run.log_path),
+    }
+
+
+# --- hooks -------------------------------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("qwen-acceptance", "Qwen pretraining acceptance")
+    group.addoption("--from-log", action="append", default=[], metavar="MODEL=PATH",
+                    help="judge MODEL from this recorded NeMo log instead of training it (repeatable)")
+    group.addoption("--logs-dir", type=Path, metavar="DIR",
+                    help="directory of recorded logs named MODEL.log")
+    group.addoption("--baselines", type=Path, metavar="FILE",
+                    help="baselines file (default: baselines.yaml in the rootdir)")
+    group.addoption("--baseline-update", action="store_true",
+                    help="record the final loss and throughput of complete clean runs as the new baselines")
+    group.addoption("--models-file", type=Path, metavar="FILE",
+                    help=f"model matrix (default: the packaged models.yaml, or ${models.MODELS_ENV})")
+
+
+def _parse_from_log(values: list[str], matrix: dict[str, models.ModelSpec]) -> dict[str, Path]:
+    logs = {}
+    for value in values:
+        model, sep, path = value.partition("=")
+        if not sep or not model or not path:
+            raise pytest.UsageError(f"--from-log {value!r}: expected MODEL=PATH")
+        if model not in matrix:
+            raise pytest.UsageError(f"--from-log {value!r}: unknown model; the matrix has {', '.join(matrix)}")
+        if not Path(path).is_file():
+            raise pytest.UsageError(f"--from-log {value!r}: {path}: no such log file")
+        logs[model] = Path(path)
+    return logs
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        matrix = models.load_matrix(config.getoption("models_file"))
+    except AcceptanceError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    for spec in matrix.values():
+        config.addinivalue_line("markers", f"{spec.name}: acceptance run of {spec.recipe} on {spec.gpus} GPUs")
+    logs_dir = config.getoption("logs_dir")
+    if logs_dir is not None and not logs_dir.is_dir():
+        raise pytest.UsageError(f"--logs-dir {logs_dir}: no such directory")
+    config.stash[STASH] = AcceptanceSession(
+        matrix=matrix,
+        baselines_path=config.getoption("baselines") or config.rootpath / "baselines.yaml",
+        update=config.getoption("baseline_update"),
+        recorded_logs=_parse_from_log(config.getoption("from_log"), matrix),
+        logs_dir=logs_dir,
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that takes ``model`` runs once per model in the matrix, marked with the model's name."""
+    if "model" not in metafunc.fixturenames:
+        return
+    matrix = metafunc.config.stash[STASH].matrix
+    params = [
+        pytest.param(name, id=name, marks=[getattr(pytest.mark, m) for m in (name, *spec.markers)])
+        for name, spec in matrix.items()
+    ]
+    metafunc.parametrize("model", params, scope="session")
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    session = config.stash.get(STASH, None)
+    if session and session.diffs:
+        terminalreporter.section("baselines updated")
+        for diff in session.diffs:
+            terminalreporter.write(diff)
+
+
+@pytest.fixture(scope="session")
+def acceptance(pytestconfig: pytest.Config) -> AcceptanceSession:
+    return pytestconfig.stash[STASH]
+
+
+@pytest.fixture(scope="session")
+def training_run(acceptance: AcceptanceSession, model: str) -> RunResult:
+    """The model's run, made or read once per session and shared by every test of that model."""
+    try:
+        return acceptance.obtain_run(acceptance.matrix[model])
+    except AcceptanceError as exc:
+        pytest.fail(str(exc), pytrace=False)

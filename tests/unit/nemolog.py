@@ -1,0 +1,38 @@
+"""Build training logs the way NeMo's ProgressPrinter prints them, for tests that need a log of a given shape."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+
+def fmt(value: float) -> str:
+    """ProgressPrinter.format_string: integral floats print as ints, the rest with 4 significant digits."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return f"{value:.4}"
+
+
+def step_line(step: int, last: int, loss: float, *, tokens: float | None = 1.0e5, seconds: float = 0.5,
+              gbs: int = 16, extra: dict[str, float] | None = None) -> str:
+    fields: dict[str, float] = {"lr": 3e-4, "global_batch_size": gbs, "global_step": step, "reduced_train_loss": loss,
+                                "train_step_timing in s": seconds}
+    if tokens is not None:
+        fields["tokens_per_sec_per_gpu"] = tokens
+    if step:
+        fields["consumed_samples"] = (step + 1) * gbs
+    fields.update(extra or {})
+    body = " | ".join(f"{k}: {fmt(float(v))}" for k, v in fields.items())
+    return f"Training epoch 0, iteration {step}/{last} | {body}"
+
+
+def write_log(path: Path, steps: int, *, loss=lambda s: 10.0 - s * 0.005, tokens=lambda s: 1.0e5 + s,
+              seconds=lambda s: 0.5, noise: bool = True) -> Path:
+    lines = ["[NeMo W 2026-11-28 20:59:28 nemo_logging:405] a warning", "GPU available: True (cuda), used: True"]
+    if noise:
+        lines.append("You are using a CUDA device ('NVIDIA H200') that has Tensor Cores.")
+    for s in range(steps):
+        lines.append(step_line(s, steps - 1, loss(s), tokens=tokens(s) if tokens else None, seconds=seconds(s)))
+    lines.append("`Trainer.fit` stopped: `max_steps` reached.")
+    path.write_text("\n".join(lines) + "\n")
+    return path

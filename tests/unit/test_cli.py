@@ -1,0 +1,91 @@
+"""`qwen-acceptance summarize` and `check`: output, exit codes 0/1/2 and one-line errors, as a real subprocess."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nemolog import write_log
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+DENSE = FIXTURES / "nemo25/nemo25-h200-tiny-qwen3-dense-60steps.log"
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "qwen_acceptance.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def test_summarize_json_on_real_log():
+    out = cli("summarize", DENSE, "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["last_step"] == 59 and data["final_loss"] == 6.52 and data["throughput_steps"] == 40
+    assert data["tokens_per_sec_per_gpu"] == pytest.approx(114440.0, rel=1e-3)
+
+
+def test_summarize_text():
+    out = cli("summarize", DENSE)
+    assert out.returncode == 0
+    assert "final loss: 6.52 at global_step 59" in out.stdout
+    assert "mean of steps 10..49 (40 steps, first and last 10 dropped)" in out.stdout
+
+
+def test_check_pass_and_fail_exit_codes(tmp_path):
+    log = write_log(tmp_path / "run.log", 1000, loss=lambda s: 3.0)
+    assert cli("check", log, "--baseline-loss", "3.1").returncode == 0
+    failed = cli("check", log, "--baseline-loss", "2.5", "--json")
+    assert failed.returncode == 1
+    verdict = json.loads(failed.stdout)
+    assert not verdict["passed"] and verdict["relative_delta"] == pytest.approx(0.2)
+    assert cli("check", log, "--baseline-loss", "3.1", "--tolerance", "0.01").returncode == 1
+
+
+def test_check_against_model_uses_step_999_and_baselines_file(tmp_path):
+    short = write_log(tmp_path / "short.log", 500, loss=lambda s: 3.0)
+    full = write_log(tmp_path / "full.log", 1000, loss=lambda s: 3.0)
+    base = tmp_path / "b.yaml"
+    base.write_text("qwen3_8b:\n  final_loss: 3.05\n  provenance: {date: x, gpus: 8, log_sha256: y}\n")
+    out = cli("check", short, "--model", "qwen3_8b", "--baselines", base)
+    assert out.returncode == 1 and "global_step 999 not reached (last logged: 499)" in out.stdout
+    assert cli("check", full, "--model", "qwen3_8b", "--baselines", base).returncode == 0
+
+
+def test_check_fails_on_nan_even_if_final_loss_is_fine(tmp_path):
+    log = write_log(tmp_path / "nan.log", 1000, loss=lambda s: float("nan") if s == 300 else 3.0)
+    out = cli("check", log, "--baseline-loss", "3.0")
+    assert out.returncode == 1 and "loss NaN/inf at steps [300]" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("missing.log", None, "missing.log: no such log file"),
+        ("empty.log", b"", "empty.log: no NeMo training lines"),
+        ("junk.bin", b"\x00\xff" * 999, "junk.bin: no NeMo training lines"),
+    ],
+)
+def test_bad_input_is_exit_2_with_one_line(tmp_path, name, content, message):
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    out = cli("check", tmp_path / name, "--baseline-loss", "3.0")
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and message in out.stderr and out.stderr.startswith("qwen-acceptance: error:")
+
+
+def test_missing_baseline_never_passes(tmp_path):
+    log = write_log(tmp_path / "run.log", 1000, loss=lambda s: 3.0)
+    base = tmp_path / "b.yaml"
+    base.write_text("qwen3_8b:\n  final_loss: null\n")
+    out = cli("check", log, "--model", "qwen3_8b", "--baselines", base)
+    assert out.returncode == 2 and "no measured baseline for 'qwen3_8b'" in out.stderr
+
+
+def test_corrupt_baselines_named(tmp_path):
+    log = write_log(tmp_path / "run.log", 1000, loss=lambda s: 3.0)
+    base = tmp_path / "b.yaml"
+    base.write_text("qwen3_8b: {final_loss: [\n")
+    out = cli("check", log, "--model", "qwen3_8b", "--baselines", base)
+    assert out.returncode == 2 and "b.yaml:2: invalid YAML" in out.stderr

@@ -1,0 +1,86 @@
+"""The model matrix: the reference's table as data, and a clear error for each rule it could break."""
+
+import configparser
+from pathlib import Path
+
+import pytest
+
+from qwen_acceptance import models
+from qwen_acceptance.errors import AcceptanceError
+
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE = {  # model: (GPUs, global batch, seq length), from ../shared/seed/
+    "qwen3_8b": (8, 128, 8192),
+    "qwen25_7b": (8, 128, 8192),
+    "qwen3_30b_a3b": (8, 32, 4096),
+    "qwen2_72b": (32, 64, 8192),
+    "qwen25_72b": (32, 64, 8192),
+}
+
+
+def test_matrix_holds_the_reference_table():
+    matrix = models.load_matrix()
+    for name, (gpus, gbs, seq) in REFERENCE.items():
+        spec = matrix[name]
+        assert (spec.reference_gpus, spec.global_batch_size, spec.seq_length) == (gpus, gbs, seq)
+        assert spec.gpus >= gpus and spec.max_steps == 1000 and spec.final_step == 999 and spec.seed == 1234
+        assert (spec.lr.max, spec.lr.min, spec.lr.warmup_steps) == (3e-4, 3e-5, 100)
+
+
+def test_recipe_default_layouts():
+    matrix = models.load_matrix()
+    assert matrix["qwen3_8b"].layout.describe() == "TP4 PP1 CP1"
+    assert matrix["qwen25_7b"].layout.describe() == "TP2 PP1 CP1"
+    assert matrix["qwen3_30b_a3b"].layout.describe() == "TP4 PP2 CP1 EP4 ETP1 SP"
+    assert matrix["qwen2_72b"].layout.describe() == "TP8 PP4 CP1"
+
+
+def test_every_model_marker_is_registered_in_pytest_ini():
+    ini = configparser.ConfigParser()
+    ini.read(ROOT / "pytest.ini")
+    registered = {line.split(":")[0].strip() for line in ini["pytest"]["markers"].strip().splitlines()}
+    for spec in models.load_matrix().values():
+        assert {spec.name, *spec.markers} <= registered
+
+
+def _matrix(tmp_path, **entry):
+    base = {"recipe": "qwen3_8b", "reference_gpus": 8, "gpus": 8, "global_batch_size": 128, "seq_length": 8192,
+            "layout": {"tp": 4}}
+    base.update(entry)
+    lines = ["defaults:", "  max_steps: 1000", "  seed: 1234", "  micro_batch_size: 1",
+             "  lr: {max: 3.0e-4, min: 3.0e-5, warmup_steps: 100}", "models:", "  m:"]
+    lines += [f"    {k}: {v}" for k, v in base.items()]
+    path = tmp_path / "models.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"gpus": 4}, r"models\.m: field 'gpus' is 4, below the reference's 8"),
+        ({"layout": {"tp": 3}}, r"models\.m: field 'layout': TP3 × PP1 × CP1 = 3 does not divide gpus=8"),
+        ({"global_batch_size": 100, "layout": {"tp": 1}},
+         r"field 'global_batch_size' 100 is not divisible by micro_batch_size × data-parallel size = 1 × 8"),
+        ({"layout": {"tp": 2, "pp": 2, "ep": 8}}, r"PP2 × EP8 × ETP1 = 16 does not divide gpus=8"),
+        ({"seq_length": 0}, r"models\.m: field 'seq_length' must be a positive integer"),
+        ({"layout": {"tp": 1, "sp": True}}, r"field 'layout.sp' needs tp > 1"),
+        ({"layout": {"tq": 2}}, r"models\.m\.layout: unknown field\(s\) tq"),
+        ({"colour": "red"}, r"models\.m: unknown field\(s\) colour"),
+    ],
+)
+def test_violations_name_model_and_field(tmp_path, entry, message):
+    with pytest.raises(AcceptanceError, match=message):
+        models.load_matrix(_matrix(tmp_path, **entry))
+
+
+def test_corrupt_yaml_names_file_and_line(tmp_path):
+    path = tmp_path / "models.yaml"
+    path.write_text("models:\n  m: {recipe: [\n")
+    with pytest.raises(AcceptanceError, match=r"models\.yaml:\d+: invalid YAML"):
+        models.load_matrix(path)
+
+
+def test_unknown_model(tmp_path):
+    with pytest.raises(AcceptanceError, match="unknown model 'nope'"):
+        models.get_model("nope")

@@ -1,0 +1,116 @@
+"""The acceptance suite end to end: `pytest -m MODEL --from-log ...` in a real subprocess, judged by outcome."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nemolog import write_log
+
+ROOT = Path(__file__).resolve().parents[2]
+MEASURED = "  provenance: {date: '2026-01-01', gpus: 8, log_sha256: abc}\n"
+
+
+def run_suite(*args):
+    cmd = [sys.executable, "-m", "pytest", "tests/acceptance", "-p", "no:cacheprovider", "-rA", "-q", *map(str, args)]
+    # Not an xdist worker, whatever runs this test: pytest-benchmark switches itself off inside one.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+
+
+@pytest.fixture
+def full_log(tmp_path):
+    return write_log(tmp_path / "qwen3_8b.log", 1000, loss=lambda s: 3.0 + 2.0 / (s + 1), seconds=lambda s: 2.0)
+
+
+def _baselines(tmp_path, loss):
+    path = tmp_path / "baselines.yaml"
+    path.write_text(f"# keep me\nqwen3_8b:\n  final_loss: {loss}\n  tolerance: 0.05\n{MEASURED}"
+                    "qwen25_7b:\n  final_loss: 9.5\n" + MEASURED)
+    return path
+
+
+def test_passing_log_passes(tmp_path, full_log):
+    out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}",
+                    "--baselines", _baselines(tmp_path, 3.1), "--benchmark-json", tmp_path / "bench.json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "4 passed" in out.stdout
+    bench = json.loads((tmp_path / "bench.json").read_text())["benchmarks"][0]
+    assert bench["stats"]["rounds"] == 980  # steps 10..989: the reference window
+    assert bench["stats"]["mean"] == pytest.approx(2.0)  # real step times, not the test's own duration
+    assert bench["extra_info"]["tokens_per_sec_per_gpu"] == pytest.approx(1.0e5 + 499.5, rel=1e-3)
+    assert bench["extra_info"]["layout"] == "TP4 PP1 CP1" and bench["extra_info"]["gpus"] == 8
+
+
+def test_failing_log_fails(tmp_path, full_log):
+    out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}", "--baselines", _baselines(tmp_path, 2.5))
+    assert out.returncode == 1
+    assert "FAILED tests/acceptance/test_pretraining.py::test_final_loss_within_tolerance[qwen3_8b]" in out.stdout
+    assert "+20.08% (tolerance ±5%)" in out.stdout
+
+
+def test_short_run_fails_final_step(tmp_path):
+    log = write_log(tmp_path / "short.log", 600, loss=lambda s: 3.0)
+    out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", _baselines(tmp_path, 3.0))
+    assert out.returncode == 1
+    assert "global_step 999 not reached (last logged: 599)" in out.stdout
+    assert "did not reach global_step 999" in out.stdout  # the loss test fails too, never passes
+
+
+def test_nan_run_fails(tmp_path):
+    log = write_log(tmp_path / "nan.log", 1000, loss=lambda s: float("nan") if s == 400 else 3.0)
+    out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", _baselines(tmp_path, 3.0))
+    assert out.returncode == 1 and "loss NaN/inf at steps [400]" in out.stdout
+
+
+def test_no_log_skips_with_reason():
+    out = run_suite("-m", "qwen3_8b")
+    assert out.returncode == 0 and "4 skipped" in out.stdout
+    assert "qwen3_8b: no recorded log (give --from-log qwen3_8b=PATH" in out.stdout
+
+
+def test_logs_dir_and_marker_selection(tmp_path, full_log):
+    out = run_suite("-m", "qwen3_8b or qwen25_7b", "--logs-dir", full_log.parent,
+                    "--baselines", _baselines(tmp_path, 3.1))
+    assert out.returncode == 0, out.stdout
+    assert "4 passed, 4 skipped" in out.stdout  # qwen25_7b has no log in that folder
+
+
+def test_bad_from_log_is_a_usage_error(tmp_path):
+    out = run_suite("--from-log", f"qwen3_8b={tmp_path / 'nope.log'}")
+    assert out.returncode == 4 and "nope.log: no such log file" in out.stderr
+    out = run_suite("--from-log", "llama=x.log")
+    assert out.returncode == 4 and "unknown model" in out.stderr
+
+
+def test_foreign_log_errors_with_one_line(tmp_path):
+    log = tmp_path / "foreign.log"
+    log.write_text("hello\n")
+    out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}")
+    assert out.returncode == 1 and "foreign.log: no NeMo training lines" in out.stdout
+
+
+def test_baseline_update_flow(tmp_path, full_log):
+    base = tmp_path / "baselines.yaml"
+    base.write_text("# keep me\nqwen25_7b:\n  final_loss: 9.5  # and me\n" + MEASURED +
+                    "qwen3_8b:\n  final_loss: null\n  tolerance: 0.04\n")
+    out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}", "--baselines", base, "--baseline-update")
+    assert out.returncode == 1  # a session that updates baselines is never green
+    assert "baseline updated" in out.stdout and "+  final_loss: 3.002" in out.stdout
+    text = base.read_text()
+    assert text.startswith("# keep me\nqwen25_7b:\n  final_loss: 9.5  # and me\n")
+    assert "tolerance: 0.04" in text and "log_sha256:" in text
+    out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}", "--baselines", base)
+    assert out.returncode == 0 and "4 passed" in out.stdout
+
+
+def test_baseline_update_refuses_incomplete_run(tmp_path):
+    base = tmp_path / "baselines.yaml"
+    base.write_text("qwen3_8b:\n  final_loss: null\n")
+    log = write_log(tmp_path / "short.log", 700, loss=lambda s: 3.0)
+    out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", base, "--baseline-update")
+    assert out.returncode == 1 and "not updating the baseline from an incomplete or unclean run" in out.stdout
+    assert base.read_text() == "qwen3_8b:\n  final_loss: null\n"
