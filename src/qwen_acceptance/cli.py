@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import baselines, logparse, metrics, models, preprocess, sources, verdict
+from . import baselines, launch, logparse, metrics, models, preprocess, sources, verdict, yamlio
 from .errors import AcceptanceError
+from .train import add_run_arguments, spec_from_args
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -114,6 +115,49 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def cmd_launch(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args.model, args)
+    plan = launch.plan(spec, runs_dir=args.runs_dir, data=launch.data_choice(args), models_file=args.models,
+                       te=args.te, prepare_data=not args.dry_run)
+    if args.dry_run:
+        print(yamlio.dump(_dry_run_config(plan, args.te)), end="")
+        return EXIT_PASS
+    outcome = launch.execute(plan, limits=launch.limits(args), progress=sys.stderr)
+    if not outcome.ok:
+        print(f"qwen-acceptance: {spec.name}: {outcome.failure()}", file=sys.stderr)
+        return EXIT_FAIL
+    summary = metrics.summarize(outcome.log, seq_length=spec.seq_length, gpus=spec.gpus)
+    print(f"{spec.name}: finished; log {outcome.log_path}; last step {summary.last_step}, "
+          f"final loss {summary.final_loss}, "
+          + (f"{summary.throughput.mean:,.0f} tokens/s/GPU" if summary.throughput else "throughput unavailable"))
+    return EXIT_PASS if summary.last_step == spec.final_step else EXIT_FAIL
+
+
+def _dry_run_config(plan: launch.Plan, te: str) -> dict:
+    spec, topo = plan.spec, plan.topology
+    config = {
+        "command": plan.command,
+        "run_dir": str(plan.run_dir),
+        "topology": {"nodes": topo.nnodes, "node_rank": topo.node_rank, "gpus_per_node": topo.gpus_per_node,
+                     "master": f"{topo.master_addr}:{topo.master_port}", "slurm": topo.slurm},
+        "model": {"name": spec.name, "recipe": spec.recipe, "gpus": spec.gpus, "layout": spec.layout.describe(),
+                  "global_batch_size": spec.global_batch_size, "micro_batch_size": spec.micro_batch_size,
+                  "seq_length": spec.seq_length, "max_steps": spec.max_steps, "seed": spec.seed,
+                  "lr": {"max": spec.lr.max, "min": spec.lr.min, "warmup_steps": spec.lr.warmup_steps}},
+        "data": {"prefix": str(plan.data_prefix), "tokenizer": str(plan.tokenizer_dir)},
+    }
+    try:
+        from . import recipes
+
+        use_te = recipes.transformer_engine_available() if te == "auto" else te == "on"
+        recipe = recipes.build(spec, recipes.RunPaths(plan.data_prefix, plan.tokenizer_dir, plan.run_dir),
+                               nodes=topo.nnodes, te=use_te)
+        config["nemo_recipe"] = {"transformer_engine": use_te, **recipes.resolved(recipe)}
+    except ImportError as exc:
+        config["nemo_recipe"] = f"not resolved: NeMo is not importable here ({exc.name})"
+    return config
+
+
 def _add_models_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models", type=Path, default=None, help=f"model matrix YAML (default: the packaged one, or ${models.MODELS_ENV})"
@@ -161,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how to tokenize (same ids either way): auto takes tiktoken where it is exact")
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
     pre.set_defaults(func=cmd_preprocess)
+
+    lau = sub.add_parser("launch", help="train a model of the matrix with NeMo (torchrun), as the pytest suite does")
+    lau.add_argument("model")
+    lau.add_argument("--dry-run", action="store_true", help="print the command and resolved configuration (YAML)")
+    add_run_arguments(lau)
+    for flag, kwargs in launch.OPTIONS:
+        lau.add_argument(flag, **kwargs)
+    lau.set_defaults(func=cmd_launch)
     return parser
 
 

@@ -9,6 +9,7 @@ never raises on such text: it keeps what it can trust and counts what it could n
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -21,6 +22,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _HEAD = re.compile(r"Training epoch (?P<epoch>\d+), iteration (?P<iteration>\d+)/(?P<last>\d+)")
 _DEVICE = re.compile(r"CUDA device \('(?P<name>[^']+)'\)")
 _FIELD_SEP = " | "
+
+# Lines the suite's own training entry prints once on rank 0, so a log carries its provenance.
+ENV_MARKER = "[qwen-acceptance] environment: "
+CONFIG_MARKER = "[qwen-acceptance] resolved: "
 
 LOSS = "reduced_train_loss"
 TOKENS_PER_GPU = "tokens_per_sec_per_gpu"
@@ -54,6 +59,8 @@ class TrainingLog:
     repeated_steps: int = 0
     truncated_last_line: bool = False
     gpu_name: str | None = None
+    environment: dict = field(default_factory=dict)  # from the suite's own ENV_MARKER line, when present
+    resolved: dict = field(default_factory=dict)  # from its CONFIG_MARKER line
 
     def ordered(self) -> list[StepRecord]:
         """Steps sorted by step number: the order the reference rules count in."""
@@ -100,6 +107,12 @@ class LogParser:
         text = _ANSI.sub("", raw.rstrip("\r\n"))
         if log.gpu_name is None and (device := _DEVICE.search(text)):
             log.gpu_name = device.group("name")
+        for marker, target in ((ENV_MARKER, log.environment), (CONFIG_MARKER, log.resolved)):
+            if text.startswith(marker) and complete:
+                try:
+                    target.update(json.loads(text[len(marker):]))
+                except (ValueError, TypeError):
+                    log.unreadable_lines.append(line_no)
         record = None
         # A carriage return overwrites the terminal line: each segment is a line of its own.
         for segment in text.split("\r"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -48,6 +48,14 @@ class LRSchedule:
 
 
 @dataclass(frozen=True)
+class DataSpec:
+    """The corpus and tokenizer, as sources.resolve_input / resolve_tokenizer take them."""
+
+    corpus: str
+    tokenizer: str
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     recipe: str
@@ -60,6 +68,7 @@ class ModelSpec:
     seed: int
     layout: Layout
     lr: LRSchedule
+    data: DataSpec
     markers: tuple[str, ...] = ()  # pytest markers beside the model's own name (e.g. smoke)
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
@@ -71,6 +80,13 @@ class ModelSpec:
     @property
     def data_parallel(self) -> int:
         return self.gpus // self.layout.model_parallel()
+
+    def with_changes(self, **changes: Any) -> "ModelSpec":
+        """The same model with other GPUs, layout, seed, steps or batch, re-checked against the reference's rules
+        (the matrix's reference GPU count and global batch floor stay as they are)."""
+        spec = replace(self, **changes)
+        _check(spec, f"{self.name} (with {', '.join(f'{k}={v}' for k, v in changes.items())})")
+        return spec
 
 
 def default_path() -> Path:
@@ -142,11 +158,31 @@ def parse_model(name: str, entry: Mapping[str, Any], defaults: Mapping[str, Any]
     data = dict(merged)
     data["layout"] = _build(Layout, f"{where}.layout", merged.get("layout", {}))
     data["lr"] = _build(LRSchedule, f"{where}.lr", merged.get("lr"))
+    data["data"] = _build(DataSpec, f"{where}.data", merged.get("data"))
     data["overrides"] = dict(merged.get("overrides") or {})
     data["markers"] = tuple(str(m) for m in merged.get("markers") or ())
     spec = _build(ModelSpec, where, {"name": name, **data})
     _check(spec, where)
     return spec
+
+
+def parse_layout(text: str, base: Layout) -> Layout:
+    """``tp=2,pp=1,sp=true`` over ``base``: the form the command line and the pytest options take."""
+    changes: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in {f.name for f in fields(Layout)}:
+            raise AcceptanceError(f"layout '{text}': expected KEY=VALUE with KEY in tp, pp, cp, ep, etp, vp, sp")
+        if key == "sp":
+            if value.lower() not in {"true", "false", "1", "0"}:
+                raise AcceptanceError(f"layout '{text}': sp takes true or false")
+            changes[key] = value.lower() in {"true", "1"}
+        else:
+            try:
+                changes[key] = int(value)
+            except ValueError:
+                raise AcceptanceError(f"layout '{text}': {key} takes an integer, got {value!r}") from None
+    return replace(base, **changes)
 
 
 def load_matrix(path: Path | None = None) -> dict[str, ModelSpec]:

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from . import baselines, logparse, metrics, models, verdict
+from . import baselines, launch, logparse, metrics, models, verdict
 from .errors import AcceptanceError
 from .logparse import TrainingLog
 
@@ -25,7 +27,6 @@ class RunResult:
     log: TrainingLog
     log_path: Path
     origin: str  # "recorded log" or "live run"
-    environment: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -35,6 +36,8 @@ class AcceptanceSession:
     update: bool
     recorded_logs: dict[str, Path]
     logs_dir: Path | None
+    options: Any  # pytest's option namespace: the launch options (launch.OPTIONS)
+    models_file: Path | None = None
     runs: dict[str, RunResult] = field(default_factory=dict)
     diffs: list[str] = field(default_factory=list)
 
@@ -46,18 +49,36 @@ class AcceptanceSession:
         return None
 
     def obtain_run(self, spec: models.ModelSpec) -> RunResult:
-        """The run for ``spec``: from a recorded log here; skipped, with the reason, when there is none."""
+        """The run for ``spec``: a recorded log if one was given, else a live run; skipped, with the reason, when
+        neither is possible here."""
         if spec.name not in self.runs:
             path = self.recorded_log(spec.name)
-            if path is None:
-                pytest.skip(
-                    f"{spec.name}: no recorded log (give --from-log {spec.name}=PATH or --logs-dir DIR "
-                    f"holding {spec.name}.log); a live run needs {spec.gpus} GPUs"
-                )
-            log = logparse.parse_file(path)
-            log.require_steps()
-            self.runs[spec.name] = RunResult(spec, log, path, "recorded log")
+            if path is not None:
+                log = logparse.parse_file(path)
+                log.require_steps()
+                self.runs[spec.name] = RunResult(spec, log, path, "recorded log")
+            else:
+                self.runs[spec.name] = self._live_run(spec)
         return self.runs[spec.name]
+
+    def _live_run(self, spec: models.ModelSpec) -> RunResult:
+        topology = launch.topology_from_env(spec)
+        here = launch.visible_gpus()
+        if here < topology.gpus_per_node:
+            pytest.skip(f"{spec.name}: no recorded log (--from-log {spec.name}=PATH or --logs-dir DIR), and a live "
+                        f"run needs {topology.gpus_per_node} GPUs per node on {topology.nnodes} node(s); "
+                        f"this machine has {here}")
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            pytest.fail(f"{spec.name}: live training cannot run under pytest-xdist; run without -n", pytrace=False)
+        plan = launch.plan(spec, runs_dir=self.options.runs_dir, data=launch.data_choice(self.options),
+                           models_file=self.models_file, te=self.options.te)
+        outcome = launch.execute(plan, limits=launch.limits(self.options), progress=sys.__stderr__)
+        if not outcome.ok:
+            pytest.fail(f"{spec.name}: {outcome.failure()}", pytrace=False)
+        if not topology.judges:
+            pytest.skip(f"{spec.name}: node {topology.node_rank}'s ranks exited cleanly; the node of global rank 0 "
+                        "judges the loss")
+        return RunResult(spec, outcome.log, outcome.log_path, "live run")
 
     def judge_final_loss(self, run: RunResult) -> None:
         """The verdict of record, or under --baseline-update the new baseline (and a deliberate failure)."""
@@ -141,16 +162,18 @@ def provenance(run: RunResult) -> dict[str, Any]:
     return {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "origin": run.origin,
-        "gpu": run.environment.get("gpu") or run.log.gpu_name,
+        "gpu": run.log.environment.get("gpu") or run.log.gpu_name,
         "gpus": spec.gpus,
         "layout": spec.layout.describe(),
         "global_batch_size": spec.global_batch_size,
         "seq_length": spec.seq_length,
         "max_steps": spec.max_steps,
         "seed": spec.seed,
-        "container": run.environment.get("container"),
-        "nemo": run.environment.get("nemo"),
-        "megatron_core": run.environment.get("megatron_core"),
+        "container": run.log.environment.get("container"),
+        "torch": run.log.environment.get("torch"),
+        "nemo": run.log.environment.get("nemo"),
+        "megatron_core": run.log.environment.get("megatron_core"),
+        "transformer_engine": run.log.environment.get("transformer_engine"),
         "log": str(run.log_path),
         "log_sha256": baselines.log_sha256(run.log_path),
     }
@@ -171,6 +194,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="record the final loss and throughput of complete clean runs as the new baselines")
     group.addoption("--models-file", type=Path, metavar="FILE",
                     help=f"model matrix (default: the packaged models.yaml, or ${models.MODELS_ENV})")
+    for flag, kwargs in launch.OPTIONS:
+        group.addoption(flag, **kwargs)
 
 
 def _parse_from_log(values: list[str], matrix: dict[str, models.ModelSpec]) -> dict[str, Path]:
@@ -203,6 +228,8 @@ def pytest_configure(config: pytest.Config) -> None:
         update=config.getoption("baseline_update"),
         recorded_logs=_parse_from_log(config.getoption("from_log"), matrix),
         logs_dir=logs_dir,
+        options=config.option,
+        models_file=config.getoption("models_file"),
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from .errors import AcceptanceError
 
 BUNDLED_QWEN3 = "bundled:qwen3"
+BUNDLED_CORPUS = "bundled:python-reference"  # real prose shipped in the package: the smoke models' corpus
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json"]
 REDPAJAMA = ("togethercomputer/RedPajama-Data-1T-Sample", "arxiv_sample.jsonl")
 
@@ -37,7 +38,9 @@ def resolve_tokenizer(name: str) -> Path:
 
 
 def resolve_input(name: str) -> Path:
-    """A local corpus file, or ``hf://datasets/REPO/FILE`` downloaded once into the Hugging Face cache."""
+    """A local corpus file, the bundled corpus, or ``hf://datasets/REPO/FILE`` downloaded once into the HF cache."""
+    if name == BUNDLED_CORPUS:
+        return Path(__file__).with_name("corpus") / "python-reference.jsonl.gz"
     if not name.startswith("hf://datasets/"):
         return Path(name).expanduser()
     repo, _, filename = name.removeprefix("hf://datasets/").rpartition("/")

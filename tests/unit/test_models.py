@@ -48,7 +48,8 @@ def _matrix(tmp_path, **entry):
             "layout": {"tp": 4}}
     base.update(entry)
     lines = ["defaults:", "  max_steps: 1000", "  seed: 1234", "  micro_batch_size: 1",
-             "  lr: {max: 3.0e-4, min: 3.0e-5, warmup_steps: 100}", "models:", "  m:"]
+             "  lr: {max: 3.0e-4, min: 3.0e-5, warmup_steps: 100}", "  data: {corpus: c.jsonl, tokenizer: t}",
+             "models:", "  m:"]
     lines += [f"    {k}: {v}" for k, v in base.items()]
     path = tmp_path / "models.yaml"
     path.write_text("\n".join(lines) + "\n")

@@ -69,7 +69,8 @@ def test_nan_run_fails(tmp_path):
 def test_no_log_skips_with_reason():
     out = run_suite("-m", "qwen3_8b")
     assert out.returncode == 0 and "4 skipped" in out.stdout
-    assert "qwen3_8b: no recorded log (give --from-log qwen3_8b=PATH" in out.stdout
+    assert "qwen3_8b: no recorded log (--from-log qwen3_8b=PATH or --logs-dir DIR), and a live run needs 8 GPUs " \
+           "per node on 1 node(s); this machine has 0" in out.stdout
 
 
 def test_logs_dir_and_marker_selection(tmp_path, full_log):

@@ -16,7 +16,7 @@ from qwen_acceptance import datacache, encoders, preprocess, sources
 from qwen_acceptance.errors import AcceptanceError
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = ROOT / "fixtures/corpus/python-reference.jsonl.gz"
+CORPUS = sources.resolve_input(sources.BUNDLED_CORPUS)
 TRICKY = [
     "Hello world!",
     "",

@@ -1,0 +1,184 @@
+"""A NeMo recipe configured from the model matrix: the recipe's own factory with the reference's numbers, real
+data, tokens/s logging, a fresh run directory, and the changes a stack without Transformer Engine needs.
+
+Everything here builds NeMo-Run configuration (fiddle), nothing runs: the CPU tests check the resolved values,
+and ``train`` builds and calls it on every rank.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import AcceptanceError
+from .models import ModelSpec
+
+# Model-config switches whose kernels come from Transformer Engine or Apex (each seen failing without them on the
+# H200 machines, ../shared/device/README.md: first "No module named 'scaled_masked_softmax_cuda'").
+TE_FUSIONS = (
+    "masked_softmax_fusion",
+    "apply_rope_fusion",
+    "gradient_accumulation_fusion",
+    "cross_entropy_loss_fusion",
+    "bias_activation_fusion",
+)
+# MoE paths that need TE: the grouped GEMM and the fused token permutation.
+TE_MOE = ("moe_grouped_gemm", "moe_permute_fusion")
+
+
+def transformer_engine_available() -> bool:
+    return importlib.util.find_spec("transformer_engine") is not None
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    data_prefix: Path  # PREFIX of PREFIX.bin/.idx
+    tokenizer_dir: Path
+    run_dir: Path
+
+
+def _recipe_module(name: str) -> Any:
+    from nemo.collections import llm
+
+    module = getattr(llm, name, None)
+    if module is None or not hasattr(module, "pretrain_recipe"):
+        raise AcceptanceError(f"NeMo has no recipe 'llm.{name}.pretrain_recipe' (models.yaml field 'recipe')")
+    return module
+
+
+def _factory_kwargs(spec: ModelSpec, factory: Any, run_dir: Path, nodes: int) -> dict[str, Any]:
+    """The recipe factory's own arguments, so the recipe wires them where it means to."""
+    lay = spec.layout
+    if spec.gpus % nodes:
+        raise AcceptanceError(f"{spec.name}: {spec.gpus} GPUs do not split evenly over {nodes} nodes")
+    wanted = {
+        "dir": str(run_dir),
+        "name": spec.name,
+        "tensor_parallelism": lay.tp,
+        "pipeline_parallelism": lay.pp,
+        "virtual_pipeline_parallelism": lay.vp,
+        "context_parallelism": lay.cp,
+        "sequence_parallelism": lay.sp,
+        "expert_parallelism": lay.ep,
+        "num_nodes": nodes,
+        "num_gpus_per_node": spec.gpus // nodes,
+        "max_steps": spec.max_steps,
+        "global_batch_size": spec.global_batch_size,
+        "micro_batch_size": spec.micro_batch_size,
+        "seq_length": spec.seq_length,
+        "warmup_steps": spec.lr.warmup_steps,
+        "min_lr": spec.lr.min,
+        "max_lr": spec.lr.max,
+    }
+    accepted = inspect.signature(factory).parameters
+    if lay.ep > 1 and "expert_parallelism" not in accepted:
+        raise AcceptanceError(f"{spec.name}: recipe '{spec.recipe}' has no expert parallelism (layout.ep={lay.ep})")
+    return {k: v for k, v in wanted.items() if k in accepted}
+
+
+def _set_path(root: Any, dotted: str, value: Any, where: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node = root
+    for part in parents:
+        node = getattr(node, part, None)
+        if node is None:
+            raise AcceptanceError(f"{where}: override '{dotted}': the recipe has no '{part}'")
+    setattr(node, leaf, value)
+
+
+def build(spec: ModelSpec, paths: RunPaths, *, nodes: int = 1, te: bool | None = None) -> Any:
+    """The recipe for ``spec`` on ``nodes`` nodes as NeMo-Run config; ``te`` defaults to whether Transformer Engine
+    is importable."""
+    import nemo_run as run
+    from nemo.collections.common.tokenizers.huggingface.auto_tokenizer import AutoTokenizer
+    from nemo.collections.llm.gpt.data.pre_training import PreTrainingDataModule
+    from nemo.utils.exp_manager import TimingCallback
+
+    te = transformer_engine_available() if te is None else te
+    factory = _recipe_module(spec.recipe).pretrain_recipe
+    recipe = factory(**_factory_kwargs(spec, factory, paths.run_dir, nodes))
+
+    strategy = recipe.trainer.strategy
+    strategy.expert_tensor_parallel_size = spec.layout.etp if spec.layout.ep > 1 else None
+    recipe.model.config.seq_length = spec.seq_length
+    # Real data and the reference's seed for its sampling. The sample indices are built in memory on each rank
+    # (no index_mapping_dir): nothing is written beside the dataset, and multi-node runs need no shared cache.
+    recipe.data = run.Config(
+        PreTrainingDataModule,
+        paths=[str(paths.data_prefix)],
+        seq_length=spec.seq_length,
+        global_batch_size=spec.global_batch_size,
+        micro_batch_size=spec.micro_batch_size,
+        tokenizer=run.Config(AutoTokenizer, pretrained_model_name=str(paths.tokenizer_dir)),
+        seed=spec.seed,
+        num_workers=2,
+    )
+    # tokens_per_sec_per_gpu in every progress line: the reference's throughput field.
+    timing = [cb for cb in recipe.trainer.callbacks if getattr(cb, "__fn_or_cls__", None) is TimingCallback]
+    if timing:
+        timing[0].log_tokens_per_sec = True
+    else:
+        recipe.trainer.callbacks.append(run.Config(TimingCallback, log_tokens_per_sec=True))
+    # A fresh run: no checkpoints written, none resumed from.
+    recipe.log.ckpt = None
+    recipe.trainer.enable_checkpointing = False
+    recipe.resume = None
+    if not te:
+        without_transformer_engine(recipe)
+    for dotted, value in spec.overrides.items():
+        _set_path(recipe, dotted, value, f"{spec.name}.overrides")
+    return recipe
+
+
+def without_transformer_engine(recipe: Any) -> None:
+    """The config changes NeMo 2.5 / Megatron-Core 0.14 need when TE is absent (the runtime one is in ``train``)."""
+    config = recipe.model.config
+    for name in TE_FUSIONS:
+        setattr(config, name, False)
+    if getattr(config, "num_moe_experts", None):
+        for name in TE_MOE:
+            setattr(config, name, False)
+
+
+def resolved(recipe: Any) -> dict[str, Any]:
+    """The values a reader checks, pulled out of the built config: printed at start and tested on CPU."""
+    trainer, strategy, data, config = recipe.trainer, recipe.trainer.strategy, recipe.data, recipe.model.config
+    fields = ["num_layers", "hidden_size", "num_attention_heads", "num_query_groups", "seq_length",
+              "num_moe_experts", "moe_router_topk", *TE_FUSIONS, *TE_MOE]
+    return {
+        "model_config": config.__fn_or_cls__.__name__,
+        "model": {f: getattr(config, f, None) for f in fields},
+        "trainer": {
+            "num_nodes": trainer.num_nodes,
+            "devices": trainer.devices,
+            "max_steps": trainer.max_steps,
+            "val_check_interval": trainer.val_check_interval,
+            "limit_val_batches": trainer.limit_val_batches,
+        },
+        "parallel": {
+            "tensor": strategy.tensor_model_parallel_size,
+            "pipeline": strategy.pipeline_model_parallel_size,
+            "virtual_pipeline": strategy.virtual_pipeline_model_parallel_size,
+            "context": strategy.context_parallel_size,
+            "sequence": strategy.sequence_parallel,
+            "expert": getattr(strategy, "expert_model_parallel_size", 1),
+            "expert_tensor": getattr(strategy, "expert_tensor_parallel_size", None),
+        },
+        "data": {
+            "paths": list(data.paths),
+            "global_batch_size": data.global_batch_size,
+            "micro_batch_size": data.micro_batch_size,
+            "seq_length": data.seq_length,
+            "seed": data.seed,
+        },
+        "optim": {
+            "lr": recipe.optim.config.lr,
+            "min_lr": recipe.optim.lr_scheduler.min_lr,
+            "warmup_steps": recipe.optim.lr_scheduler.warmup_steps,
+        },
+        "checkpoints": recipe.log.ckpt is not None,
+        "resume": recipe.resume is not None,
+    }

@@ -1,0 +1,136 @@
+"""The training entry that torchrun starts on every rank: ``python -m qwen_acceptance.train MODEL ...``.
+
+It builds the model's NeMo recipe from the matrix (``recipes.build``), applies the runtime workarounds a stack
+without Transformer Engine needs, prints the resolved choices and the software environment once (global rank 0),
+and runs NeMo's own ``llm.pretrain``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import models, recipes
+from .logparse import CONFIG_MARKER, ENV_MARKER
+
+
+def _version(module: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """What a baseline's provenance needs from this machine."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "gpu": gpu,
+        "gpus_visible": torch.cuda.device_count(),
+        "cuda": torch.version.cuda,
+        "driver": _nvidia_driver(),
+        "torch": torch.__version__,
+        "nemo": _version("nemo_toolkit"),
+        "megatron_core": _version("megatron-core") or _version("megatron_core"),
+        "transformer_engine": _version("transformer_engine") or _version("transformer-engine"),
+        # The image is not knowable from inside: users name it (e.g. nvcr.io/nvidia/nemo:25.09.00).
+        "container": os.environ.get("QWEN_ACCEPTANCE_CONTAINER"),
+        "python": sys.version.split()[0],
+    }
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        return Path("/proc/driver/nvidia/version").read_text().split("Kernel Module")[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def runtime_workarounds(*, te: bool, seed: int) -> list[str]:
+    """Process-wide changes made before NeMo builds anything; each says why."""
+    applied = []
+    if not te:
+        # Megatron-Core 0.14's MoE router calls `te_general_gemm`, a name only defined when TE imports
+        # (NameError in moe_utils.py); None makes it take its torch.mm path.
+        from megatron.core.transformer.moe import moe_utils
+
+        if not hasattr(moe_utils, "te_general_gemm"):
+            moe_utils.te_general_gemm = None
+            applied.append("megatron.core.transformer.moe.moe_utils.te_general_gemm = None")
+    # NeMo 2.5 seeds model initialisation with init_parallel_ranks' default (1234) and no way to pass another;
+    # the matrix's seed goes in here so a run with another seed really differs.
+    from nemo.lightning import _strategy_lib
+
+    original = _strategy_lib.init_parallel_ranks
+
+    def init_parallel_ranks(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("seed", seed)
+        return original(*args, **kwargs)
+
+    _strategy_lib.init_parallel_ranks = init_parallel_ranks
+    applied.append(f"model init seed {seed} (nemo.lightning._strategy_lib.init_parallel_ranks)")
+    return applied
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that change a run, shared by `train`, `qwen-acceptance launch` and the pytest plugin."""
+    parser.add_argument("--models", type=Path, help="model matrix YAML (default: the packaged one)")
+    parser.add_argument("--gpus", type=int, help="GPUs for this run (never below the reference's)")
+    parser.add_argument("--layout", help="parallel layout, e.g. tp=2,pp=1,cp=1,ep=1,sp=true")
+    parser.add_argument("--seed", type=int, help="another seed (noise measurements only)")
+    parser.add_argument("--max-steps", type=int, help="fewer or more steps (probes only; the reference is 1000)")
+    parser.add_argument("--global-batch-size", type=int, help="another global batch (probes only)")
+    parser.add_argument("--micro-batch-size", type=int)
+
+
+def spec_from_args(model: str, args: argparse.Namespace) -> models.ModelSpec:
+    spec = models.get_model(model, args.models)
+    changes: dict[str, Any] = {}
+    if args.gpus is not None:
+        changes["gpus"] = args.gpus
+    if args.layout:
+        changes["layout"] = models.parse_layout(args.layout, spec.layout)
+    for name in ("seed", "max_steps", "global_batch_size", "micro_batch_size"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    return spec.with_changes(**changes) if changes else spec
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m qwen_acceptance.train", description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--data-prefix", type=Path, required=True, help="PREFIX of PREFIX.bin/.idx")
+    parser.add_argument("--tokenizer-dir", type=Path, required=True)
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--nodes", type=int, default=1)
+    parser.add_argument("--te", choices=["auto", "on", "off"], default="auto",
+                        help="use Transformer Engine (auto: when it imports)")
+    add_run_arguments(parser)
+    args = parser.parse_args(argv)
+
+    spec = spec_from_args(args.model, args)
+    te = recipes.transformer_engine_available() if args.te == "auto" else args.te == "on"
+    applied = runtime_workarounds(te=te, seed=spec.seed)
+    recipe = recipes.build(spec, recipes.RunPaths(args.data_prefix, args.tokenizer_dir, args.run_dir),
+                           nodes=args.nodes, te=te)
+    if int(os.environ.get("RANK", "0")) == 0:
+        resolved = {"model": spec.name, "layout": spec.layout.describe(), "transformer_engine": te,
+                    "runtime_workarounds": applied, **recipes.resolved(recipe)}
+        print(CONFIG_MARKER + json.dumps(resolved, default=str), flush=True)
+        print(ENV_MARKER + json.dumps(environment(), default=str), flush=True)
+
+    import fiddle
+
+    fiddle.build(recipe)()
+
+
+if __name__ == "__main__":
+    main()
