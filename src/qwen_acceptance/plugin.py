@@ -65,9 +65,11 @@ class AcceptanceSession:
         topology = launch.topology_from_env(spec)
         here = launch.visible_gpus()
         if here < topology.gpus_per_node:
+            where = (f"{topology.gpus_per_node} GPUs on each of {topology.nnodes} nodes" if topology.nnodes > 1 else
+                     f"{spec.gpus} GPUs (several nodes: set NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT, "
+                     "GPUS_PER_NODE on each, or run under Slurm)" if spec.gpus > 8 else f"{spec.gpus} GPUs")
             pytest.skip(f"{spec.name}: no recorded log (--from-log {spec.name}=PATH or --logs-dir DIR), and a live "
-                        f"run needs {topology.gpus_per_node} GPUs per node on {topology.nnodes} node(s); "
-                        f"this machine has {here}")
+                        f"run needs {where}; this machine has {here}")
         if os.environ.get("PYTEST_XDIST_WORKER"):
             pytest.fail(f"{spec.name}: live training cannot run under pytest-xdist; run without -n", pytrace=False)
         plan = launch.plan(spec, runs_dir=self.options.runs_dir, data=launch.data_choice(self.options),

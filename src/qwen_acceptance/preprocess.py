@@ -193,9 +193,9 @@ def run(options: Options) -> Report:
     except ValueError as exc:
         raise AcceptanceError(str(exc)) from None
     start = time.monotonic()
-    # fork, as NeMo's script does: workers start in milliseconds. The parent has not run the Rust tokenizer's
-    # thread pool (it only read the vocabulary size), so forking it is safe.
-    pool = multiprocessing.get_context("fork").Pool(options.workers, _init_worker,
+    # spawn, not fork: the caller may be multi-threaded (pytest, a launcher), and a forked child can inherit a
+    # lock some other thread held. The workers import little (the tiktoken path starts in about a second).
+    pool = multiprocessing.get_context("spawn").Pool(options.workers, _init_worker,
                                                     (str(tokenizer_dir), report.encoder))
     try:
         builders = {key: IndexedDatasetBuilder(str(temps[key][0]), dtype=dtype) for key in options.json_keys}

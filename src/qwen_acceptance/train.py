@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -48,10 +49,13 @@ def environment() -> dict[str, Any]:
 
 
 def _nvidia_driver() -> str | None:
+    """The kernel module's version, e.g. 580.159.04, from the first line of /proc/driver/nvidia/version."""
     try:
-        return Path("/proc/driver/nvidia/version").read_text().split("Kernel Module")[1].split()[0]
+        first = Path("/proc/driver/nvidia/version").read_text().splitlines()[0]
     except (OSError, IndexError):
         return None
+    found = re.search(r"\b\d{3}\.\d+(?:\.\d+)?\b", first)
+    return found.group(0) if found else None
 
 
 def runtime_workarounds(*, te: bool, seed: int) -> list[str]:

@@ -18,6 +18,10 @@ def _round_trip() -> YAML:
     yaml = YAML(typ="rt")  # keeps comments, key order and layout when a file is written back
     yaml.preserve_quotes = True
     yaml.width = 120
+    # Write None as `null`, as the files are written by hand: ruamel's default (nothing) would rewrite every
+    # untouched `key: null` of a file it updates.
+    yaml.representer.add_representer(
+        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
     return yaml
 
 

@@ -89,3 +89,23 @@ def test_corrupt_baselines_named(tmp_path):
     base.write_text("qwen3_8b: {final_loss: [\n")
     out = cli("check", log, "--model", "qwen3_8b", "--baselines", base)
     assert out.returncode == 2 and "b.yaml:2: invalid YAML" in out.stderr
+
+
+@pytest.mark.slow
+def test_launch_dry_run_prints_command_and_resolved_config(tmp_path):
+    import yaml
+
+    out = cli("launch", "qwen3_30b_a3b", "--dry-run", "--runs-dir", tmp_path, "--tokenizer", "bundled:qwen3")
+    assert out.returncode == 0, out.stderr
+    config = yaml.safe_load(out.stdout)
+    assert config["command"][2] == "torch.distributed.run" and "--standalone" in config["command"]
+    assert config["model"]["layout"] == "TP4 PP2 CP1 EP4 ETP1 SP" and config["model"]["global_batch_size"] == 32
+    nemo = config["nemo_recipe"]
+    assert nemo["parallel"]["expert"] == 4 and nemo["data"]["seq_length"] == 4096
+    assert nemo["model"]["num_moe_experts"] == 128 and nemo["optim"]["warmup_steps"] == 100
+    assert not list(tmp_path.iterdir())  # a dry run creates nothing
+
+
+def test_launch_rejects_fewer_gpus_than_the_reference():
+    out = cli("launch", "qwen3_8b", "--dry-run", "--gpus", "4", "--tokenizer", "bundled:qwen3")
+    assert out.returncode == 2 and "field 'gpus' is 4, below the reference's 8" in out.stderr

@@ -85,3 +85,19 @@ def test_corrupt_yaml_names_file_and_line(tmp_path):
 def test_unknown_model(tmp_path):
     with pytest.raises(AcceptanceError, match="unknown model 'nope'"):
         models.get_model("nope")
+
+
+def test_parse_layout_over_a_base():
+    base = models.load_matrix()["qwen3_30b_a3b"].layout
+    assert models.parse_layout("tp=2,pp=4", base).describe() == "TP2 PP4 CP1 EP4 ETP1 SP"
+    assert models.parse_layout("sp=false, cp=2", base).describe() == "TP4 PP2 CP2 EP4 ETP1"
+    for bad, message in (("tp2", "expected KEY=VALUE"), ("tp=two", "tp takes an integer"), ("sp=maybe", "sp takes")):
+        with pytest.raises(AcceptanceError, match=message):
+            models.parse_layout(bad, base)
+
+
+def test_changes_are_checked_against_the_reference():
+    spec = models.load_matrix()["qwen3_8b"]
+    assert spec.with_changes(gpus=16).data_parallel == 4
+    with pytest.raises(AcceptanceError, match=r"qwen3_8b \(with gpus=4\): field 'gpus' is 4, below the reference's 8"):
+        spec.with_changes(gpus=4)

@@ -14,11 +14,12 @@ ROOT = Path(__file__).resolve().parents[2]
 MEASURED = "  provenance: {date: '2026-01-01', gpus: 8, log_sha256: abc}\n"
 
 
-def run_suite(*args):
+def run_suite(*args, env=None):
     cmd = [sys.executable, "-m", "pytest", "tests/acceptance", "-p", "no:cacheprovider", "-rA", "-q", *map(str, args)]
     # Not an xdist worker, whatever runs this test: pytest-benchmark switches itself off inside one.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
+    base.pop("CUDA_VISIBLE_DEVICES", None)
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**base, **(env or {})})
 
 
 @pytest.fixture
@@ -67,10 +68,12 @@ def test_nan_run_fails(tmp_path):
 
 
 def test_no_log_skips_with_reason():
-    out = run_suite("-m", "qwen3_8b")
-    assert out.returncode == 0 and "4 skipped" in out.stdout
-    assert "qwen3_8b: no recorded log (--from-log qwen3_8b=PATH or --logs-dir DIR), and a live run needs 8 GPUs " \
-           "per node on 1 node(s); this machine has 0" in out.stdout
+    out = run_suite("-m", "qwen3_8b or qwen2_72b")
+    assert out.returncode == 0 and "8 skipped" in out.stdout
+    assert "qwen2_72b: no recorded log (--from-log qwen2_72b=PATH or --logs-dir DIR), and a live run needs 32 GPUs " \
+           "(several nodes: set NNODES, NODE_RANK" in out.stdout
+    assert "qwen3_8b: no recorded log (--from-log qwen3_8b=PATH or --logs-dir DIR), and a live run needs 8 GPUs; " \
+           "this machine has 0" in out.stdout
 
 
 def test_logs_dir_and_marker_selection(tmp_path, full_log):
@@ -115,3 +118,35 @@ def test_baseline_update_refuses_incomplete_run(tmp_path):
     out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", base, "--baseline-update")
     assert out.returncode == 1 and "not updating the baseline from an incomplete or unclean run" in out.stdout
     assert base.read_text() == "qwen3_8b:\n  final_loss: null\n"
+
+
+@pytest.fixture
+def one_fake_gpu(tmp_path):
+    """An nvidia-smi that lists one GPU: the suite then takes the live path on this CPU machine."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-00000000)'\n")
+    smi.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+@pytest.mark.slow
+def test_live_run_failure_reports_the_log_tail(tmp_path, one_fake_gpu):
+    """A real live launch (dataset, torchrun, NeMo recipe) that cannot train on a CPU: every test of the model
+    fails with the exit code, the log's path and its last lines."""
+    out = run_suite("-m", "smoke_qwen3", "--runs-dir", tmp_path / "runs", "--data-cache", tmp_path / "cache",
+                    env={**one_fake_gpu, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "4 failed" in out.stdout or "4 error" in out.stdout
+    assert "smoke_qwen3: training exited with code 1; log: " in out.stdout
+    assert "No supported gpu backend found!" in out.stdout  # NeMo's own error, from the log's tail
+    (log,) = (tmp_path / "runs/smoke_qwen3").glob("*/train.log")
+    assert "[qwen-acceptance] resolved: " in log.read_text()  # the entry ran and printed its configuration
+    assert (log.parent / "command.sh").read_text().count("torch.distributed.run") == 1
+
+
+def test_live_run_refuses_xdist_workers(one_fake_gpu):
+    out = run_suite("-m", "smoke_qwen3", env={**one_fake_gpu, "PYTEST_XDIST_WORKER": "gw0"})
+    assert out.returncode == 1
+    assert "smoke_qwen3: live training cannot run under pytest-xdist; run without -n" in out.stdout

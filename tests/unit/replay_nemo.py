@@ -1,0 +1,37 @@
+"""A stand-in training process for launcher tests: prints a recorded NeMo log line by line, as torchrun's rank 0
+would, then behaves as asked (exit code, hang, spawn a grandchild that must not survive)."""
+
+import argparse
+import math
+import subprocess
+import sys
+import time
+
+parser = argparse.ArgumentParser()
+parser.add_argument("log")
+parser.add_argument("--step-delay", type=float, default=0.0)
+parser.add_argument("--stop-after-step", type=int)
+parser.add_argument("--nan-at-step", type=int)
+parser.add_argument("--then-sleep", type=float, default=0.0)
+parser.add_argument("--exit-code", type=int, default=0)
+parser.add_argument("--grandchild-pidfile")
+args = parser.parse_args()
+
+if args.grandchild_pidfile:  # like a rank torchrun starts: it must die with the group
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    with open(args.grandchild_pidfile, "w") as handle:
+        handle.write(str(child.pid))
+step = -1
+for line in open(args.log, encoding="utf-8"):
+    if line.startswith("Training epoch"):
+        step += 1
+        if args.stop_after_step is not None and step > args.stop_after_step:
+            break
+        if step == args.nan_at_step:
+            line = line.replace(line.split("reduced_train_loss: ")[1].split(" ")[0], str(math.nan))
+        time.sleep(args.step_delay)
+    print(line, end="", flush=True)
+time.sleep(args.then_sleep)
+if args.exit_code:
+    print("Traceback (most recent call last):\nRuntimeError: CUDA error: an illegal memory access", flush=True)
+sys.exit(args.exit_code)
