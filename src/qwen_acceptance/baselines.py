@@ -6,6 +6,10 @@ Each top-level key is a model::
       final_loss: 2.345            # reduced_train_loss at the last step; null until measured
       tolerance: 0.05              # |loss - final_loss| / final_loss must not exceed this
       tokens_per_sec_per_gpu: 6859.0
+      throughput_band: [-0.10, 0.20]  # allowed relative change of tokens/s/GPU (a big gain asks for a refresh)
+      curve: {steps: [0, 10, ...], loss: [...]}  # curves.sparse of the baseline run
+      curve_band: 0.10             # each curve point within ±10% of the baseline's
+      curve_min_correlation: 0.99
       provenance: {date: ..., gpu: ..., gpus: 8, layout: ..., log_sha256: ..., ...}
 """
 
@@ -19,14 +23,16 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from filelock import FileLock
-from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from . import yamlio
+from . import curves, yamlio
 from .errors import AcceptanceError
 
 DEFAULT_TOLERANCE = 0.05
+DEFAULT_THROUGHPUT_BAND = (-0.10, 0.20)
 REQUIRED_PROVENANCE = ("date", "gpus", "log_sha256")
-_FIELDS = {"final_loss", "tolerance", "tokens_per_sec_per_gpu", "provenance"}
+_FIELDS = {"final_loss", "tolerance", "tokens_per_sec_per_gpu", "throughput_band", "curve", "curve_band",
+           "curve_min_correlation", "provenance"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,10 @@ class Baseline:
     tolerance: float
     tokens_per_sec_per_gpu: float | None
     provenance: Mapping[str, Any] | None
+    throughput_band: tuple[float, float] = DEFAULT_THROUGHPUT_BAND
+    curve: curves.Curve | None = None
+    curve_band: float = curves.DEFAULT_BAND
+    curve_min_correlation: float = curves.DEFAULT_MIN_CORRELATION
 
     @property
     def measured(self) -> bool:
@@ -70,7 +80,47 @@ def _parse_entry(model: str, entry: Any, where: str) -> Baseline:
         missing = [k for k in REQUIRED_PROVENANCE if not (provenance or {}).get(k)]
         if missing:
             raise AcceptanceError(f"{where}: a measured baseline needs provenance field(s) {', '.join(missing)}")
-    return Baseline(model, loss, tolerance, tps, dict(provenance) if provenance else None)
+    return Baseline(
+        model, loss, tolerance, tps, dict(provenance) if provenance else None,
+        throughput_band=_band(where, entry.get("throughput_band", list(DEFAULT_THROUGHPUT_BAND))),
+        curve=_curve(where, entry.get("curve")),
+        curve_band=_fraction(where, "curve_band", entry.get("curve_band", curves.DEFAULT_BAND)),
+        curve_min_correlation=_fraction(where, "curve_min_correlation",
+                                        entry.get("curve_min_correlation", curves.DEFAULT_MIN_CORRELATION)),
+    )
+
+
+def _fraction(where: str, name: str, value: Any) -> float:
+    number = _number(where, name, value, optional=False)
+    assert number is not None
+    if number > 1:
+        raise AcceptanceError(f"{where}: field '{name}' is a fraction (0.10 = 10%), got {number}")
+    return number
+
+
+def _band(where: str, value: Any) -> tuple[float, float]:
+    ok = (isinstance(value, list) and len(value) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+          and -1 < value[0] <= 0 <= value[1])
+    if not ok:
+        raise AcceptanceError(f"{where}: field 'throughput_band' must be [low, high] with -1 < low <= 0 <= high, "
+                              f"got {value!r}")
+    return float(value[0]), float(value[1])
+
+
+def _curve(where: str, value: Any) -> curves.Curve | None:
+    if value is None:
+        return None
+    steps, loss = (value.get("steps"), value.get("loss")) if isinstance(value, Mapping) else (None, None)
+    ok = (isinstance(steps, list) and isinstance(loss, list) and len(steps) == len(loss) > 0
+          and all(isinstance(s, int) and not isinstance(s, bool) for s in steps)
+          and all(b > a for a, b in zip(steps, steps[1:]))
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                  for v in loss))
+    if not ok:
+        raise AcceptanceError(f"{where}: field 'curve' must be {{steps: [increasing integers], loss: [positive "
+                              "numbers]}} of equal length")
+    return curves.Curve(tuple(steps), tuple(float(v) for v in loss))
 
 
 def _parse_document(doc: Any, path: Path) -> dict[str, Baseline]:
@@ -112,6 +162,7 @@ class Update:
     final_loss: float
     tokens_per_sec_per_gpu: float | None
     provenance: Mapping[str, Any]
+    curve: curves.Curve | None = None
 
 
 def _apply(doc: CommentedMap, model: str, update: Update) -> None:
@@ -123,7 +174,17 @@ def _apply(doc: CommentedMap, model: str, update: Update) -> None:
     entry["tokens_per_sec_per_gpu"] = (
         None if update.tokens_per_sec_per_gpu is None else round(update.tokens_per_sec_per_gpu, 2)
     )
+    if update.curve is not None:
+        entry["curve"] = CommentedMap(steps=_flow(update.curve.steps),
+                                      loss=_flow(round(v, 4) for v in update.curve.loss))
     entry["provenance"] = CommentedMap(update.provenance)
+
+
+def _flow(values: Any) -> CommentedSeq:
+    """A list written on one line: a 100-point curve stays two lines of the file."""
+    seq = CommentedSeq(values)
+    seq.fa.set_flow_style()
+    return seq
 
 
 def apply_updates(path: Path, updates: Mapping[str, Update]) -> str:

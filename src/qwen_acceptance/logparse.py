@@ -21,6 +21,7 @@ from .errors import AcceptanceError
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _HEAD = re.compile(r"Training epoch (?P<epoch>\d+), iteration (?P<iteration>\d+)/(?P<last>\d+)")
 _DEVICE = re.compile(r"CUDA device \('(?P<name>[^']+)'\)")
+_NEMO_STAMP = re.compile(r"\[NeMo [IWE] (?P<stamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) ")
 _FIELD_SEP = " | "
 
 # Lines the suite's own training entry prints once on rank 0, so a log carries its provenance.
@@ -59,6 +60,7 @@ class TrainingLog:
     repeated_steps: int = 0
     truncated_last_line: bool = False
     gpu_name: str | None = None
+    started: str | None = None  # NeMo's first log timestamp: when the run began
     environment: dict = field(default_factory=dict)  # from the suite's own ENV_MARKER line, when present
     resolved: dict = field(default_factory=dict)  # from its CONFIG_MARKER line
 
@@ -105,6 +107,8 @@ class LogParser:
         log.lines_read += 1
         line_no = log.lines_read
         text = _ANSI.sub("", raw.rstrip("\r\n"))
+        if log.started is None and (stamp := _NEMO_STAMP.search(text)):
+            log.started = stamp.group("stamp")
         if log.gpu_name is None and (device := _DEVICE.search(text)):
             log.gpu_name = device.group("name")
         for marker, target in ((ENV_MARKER, log.environment), (CONFIG_MARKER, log.resolved)):

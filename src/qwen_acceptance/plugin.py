@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from . import baselines, launch, logparse, metrics, models, verdict
+from . import baselines, curves, launch, logparse, metrics, models, report, verdict
 from .errors import AcceptanceError
 from .logparse import TrainingLog
 
@@ -27,6 +27,7 @@ class RunResult:
     log: TrainingLog
     log_path: Path
     origin: str  # "recorded log" or "live run"
+    report_dir: Path  # where report.write puts the run report at the end of the session
 
 
 @dataclass
@@ -39,6 +40,7 @@ class AcceptanceSession:
     options: Any  # pytest's option namespace: the launch options (launch.OPTIONS)
     models_file: Path | None = None
     runs: dict[str, RunResult] = field(default_factory=dict)
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model: the numbers the tests judged
     diffs: list[str] = field(default_factory=list)
 
     def recorded_log(self, model: str) -> Path | None:
@@ -56,7 +58,9 @@ class AcceptanceSession:
             if path is not None:
                 log = logparse.parse_file(path)
                 log.require_steps()
-                self.runs[spec.name] = RunResult(spec, log, path, "recorded log")
+                stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+                folder = Path(self.options.runs_dir) / spec.name / f"recorded-{stamp}-{os.getpid()}" / "report"
+                self.runs[spec.name] = RunResult(spec, log, path, "recorded log", folder.resolve())
             else:
                 self.runs[spec.name] = self._live_run(spec)
         return self.runs[spec.name]
@@ -80,18 +84,70 @@ class AcceptanceSession:
         if not topology.judges:
             pytest.skip(f"{spec.name}: node {topology.node_rank}'s ranks exited cleanly; the node of global rank 0 "
                         "judges the loss")
-        return RunResult(spec, outcome.log, outcome.log_path, "live run")
+        return RunResult(spec, outcome.log, outcome.log_path, "live run", plan.run_dir / "report")
 
-    def judge_final_loss(self, run: RunResult) -> None:
+    def _record(self, run: RunResult, record_property: Any, **values: Any) -> None:
+        """Numbers for the run report and, as JUnit XML properties, for CI dashboards."""
+        self.results.setdefault(run.spec.name, {}).update(values)
+        for key, value in {"model": run.spec.name, "gpus": run.spec.gpus, "layout": run.spec.layout.describe(),
+                           "report": str(run.report_dir), **values}.items():
+            record_property(key, value)
+
+    def _baseline(self, model: str) -> baselines.Baseline:
+        return baselines.require(baselines.load(self.baselines_path), model, self.baselines_path)
+
+    def judge_final_loss(self, run: RunResult, record_property: Any) -> None:
         """The verdict of record, or under --baseline-update the new baseline (and a deliberate failure)."""
         spec, log = run.spec, run.log
         if self.update:
             self._update_baseline(run)
             return
-        entry = baselines.require(baselines.load(self.baselines_path), spec.name, self.baselines_path)
+        entry = self._baseline(spec.name)
         loss = metrics.final_loss(log, spec.final_step)
         check = verdict.check_loss(loss, entry.final_loss, entry.tolerance)
+        self._record(run, record_property, final_loss=loss, baseline_loss=entry.final_loss,
+                     loss_delta_pct=round(100 * verdict.relative_delta(loss, entry.final_loss), 3),
+                     tolerance_pct=100 * entry.tolerance, verdict="pass" if check.passed else "fail")
         assert check.passed, f"{spec.name}: {check.detail}"
+
+    def _curve_comparison(self, run: RunResult) -> tuple[curves.Comparison, baselines.Baseline]:
+        entry = self._baseline(run.spec.name)
+        if entry.curve is None:
+            raise AcceptanceError(f"{self.baselines_path}: '{run.spec.name}' has no loss curve; record one with "
+                                  f"`pytest -m {run.spec.name} --baseline-update`")
+        return curves.compare(curves.sparse(run.log), entry.curve, entry.curve_band), entry
+
+    def judge_curve_band(self, run: RunResult, record_property: Any) -> None:
+        comparison, entry = self._curve_comparison(run)
+        self._record(run, record_property, curve_worst_step=comparison.worst_step,
+                     curve_worst_deviation_pct=round(100 * comparison.worst_deviation, 2))
+        assert not comparison.outside, (
+            f"{run.spec.name}: loss left the ±{entry.curve_band:.0%} band around the baseline curve at steps "
+            f"{list(comparison.outside)[:10]} (worst {comparison.worst_deviation:+.1%} at step {comparison.worst_step})")
+
+    def judge_curve_correlation(self, run: RunResult, record_property: Any) -> None:
+        comparison, entry = self._curve_comparison(run)
+        self._record(run, record_property, curve_correlation=round(comparison.correlation, 5))
+        assert comparison.correlation >= entry.curve_min_correlation, (
+            f"{run.spec.name}: loss curve correlates {comparison.correlation:.4f} with the baseline's over "
+            f"{comparison.points} points (minimum {entry.curve_min_correlation})")
+
+    def judge_throughput(self, run: RunResult, record_property: Any) -> None:
+        """tokens/s/GPU within the baseline's band: slower fails, and so does much faster (refresh the baseline)."""
+        spec = run.spec
+        entry = self._baseline(spec.name)
+        if entry.tokens_per_sec_per_gpu is None:
+            raise AcceptanceError(f"{self.baselines_path}: '{spec.name}' has no tokens_per_sec_per_gpu")
+        tps = metrics.throughput(run.log, seq_length=spec.seq_length, gpus=spec.gpus).mean
+        change = tps / entry.tokens_per_sec_per_gpu - 1
+        low, high = entry.throughput_band
+        self._record(run, record_property, tokens_per_sec_per_gpu=round(tps, 2),
+                     baseline_tokens_per_sec_per_gpu=entry.tokens_per_sec_per_gpu,
+                     throughput_change_pct=round(100 * change, 2))
+        assert low <= change <= high, (
+            f"{spec.name}: {tps:,.0f} tokens/s/GPU is {change:+.1%} from the baseline's "
+            f"{entry.tokens_per_sec_per_gpu:,.0f} (band {low:+.0%} / {high:+.0%}"
+            + ("; a gain this large asks for a baseline refresh)" if change > high else ")"))
 
     def _update_baseline(self, run: RunResult) -> None:
         spec, log = run.spec, run.log
@@ -104,7 +160,7 @@ class AcceptanceSession:
             tps: float | None = metrics.throughput(log, seq_length=spec.seq_length, gpus=spec.gpus).mean
         except AcceptanceError:
             tps = None
-        update = baselines.Update(metrics.final_loss(log, spec.final_step), tps, provenance(run))
+        update = baselines.Update(metrics.final_loss(log, spec.final_step), tps, provenance(run), curves.sparse(log))
         diff = baselines.apply_updates(self.baselines_path, {spec.name: update})
         self.diffs.append(diff)
         pytest.fail(
@@ -176,6 +232,7 @@ def provenance(run: RunResult) -> dict[str, Any]:
         "nemo": run.log.environment.get("nemo"),
         "megatron_core": run.log.environment.get("megatron_core"),
         "transformer_engine": run.log.environment.get("transformer_engine"),
+        "run_started": run.log.started,
         "log": str(run.log_path),
         "log_sha256": baselines.log_sha256(run.log_path),
     }
@@ -247,9 +304,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("model", params, scope="session")
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Write each run's report where the run lives (on xdist, in the worker that judged it)."""
+    state = session.config.stash.get(STASH, None)
+    if state is None:
+        return
+    for name, run in state.runs.items():
+        entry = baselines.load(state.baselines_path).get(name) if state.baselines_path.is_file() else None
+        report.write(run.report_dir, spec=run.spec, log=run.log, log_path=run.log_path, origin=run.origin,
+                     baseline=entry, results=state.results.get(name, {}))
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     session = config.stash.get(STASH, None)
-    if session and session.diffs:
+    if session is None:
+        return
+    if session.runs:
+        terminalreporter.section("qwen-acceptance reports")
+        for name, run in session.runs.items():
+            terminalreporter.write_line(f"{name}: {run.report_dir / 'summary.md'}")
+    if session.diffs:
         terminalreporter.section("baselines updated")
         for diff in session.diffs:
             terminalreporter.write(diff)

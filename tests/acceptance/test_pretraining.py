@@ -1,6 +1,8 @@
 """The reference's acceptance rules, once per model in the matrix (select one with ``pytest -m qwen3_8b``).
 
-The ``training_run`` fixture reads a recorded log (--from-log / --logs-dir) or skips with the reason.
+The ``training_run`` fixture reads a recorded log (--from-log / --logs-dir) or trains the model live where the
+GPUs are there, and otherwise skips with the reason. The final-loss test is the verdict of record; the curve and
+throughput tests flag what the last step alone cannot show.
 """
 
 import math
@@ -18,8 +20,20 @@ def test_loss_finite(training_run):
     assert check.passed, f"{training_run.spec.name}: {check.detail}"
 
 
-def test_final_loss_within_tolerance(training_run, acceptance):
-    acceptance.judge_final_loss(training_run)
+def test_final_loss_within_tolerance(training_run, acceptance, record_property):
+    acceptance.judge_final_loss(training_run, record_property)
+
+
+def test_loss_curve_within_band(training_run, acceptance, record_property):
+    acceptance.judge_curve_band(training_run, record_property)
+
+
+def test_loss_curve_correlates(training_run, acceptance, record_property):
+    acceptance.judge_curve_correlation(training_run, record_property)
+
+
+def test_throughput_within_band(training_run, acceptance, record_property):
+    acceptance.judge_throughput(training_run, record_property)
 
 
 def test_throughput_recorded(training_run, acceptance, benchmark):

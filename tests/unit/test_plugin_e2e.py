@@ -4,17 +4,21 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from nemolog import write_log
+from qwen_acceptance import curves, logparse, metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 MEASURED = "  provenance: {date: '2026-01-01', gpus: 8, log_sha256: abc}\n"
 
 
 def run_suite(*args, env=None):
+    if "--runs-dir" not in args:  # reports go to a temporary folder, not the checkout
+        args = (*args, "--runs-dir", tempfile.mkdtemp(prefix="qa-runs-"))
     cmd = [sys.executable, "-m", "pytest", "tests/acceptance", "-p", "no:cacheprovider", "-rA", "-q", *map(str, args)]
     # Not an xdist worker, whatever runs this test: pytest-benchmark switches itself off inside one.
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
@@ -28,8 +32,14 @@ def full_log(tmp_path):
 
 
 def _baselines(tmp_path, loss):
+    """A baselines file whose qwen3_8b entry has the given final loss, and the curve and throughput of the
+    `full_log` fixture's run (so only the final-loss verdict depends on ``loss``)."""
+    log = logparse.parse_file(tmp_path / "qwen3_8b.log")
+    curve = curves.sparse(log)
+    tps = metrics.throughput(log).mean
     path = tmp_path / "baselines.yaml"
     path.write_text(f"# keep me\nqwen3_8b:\n  final_loss: {loss}\n  tolerance: 0.05\n{MEASURED}"
+                    f"  tokens_per_sec_per_gpu: {tps}\n  curve: {{steps: {list(curve.steps)}, loss: {list(curve.loss)}}}\n"
                     "qwen25_7b:\n  final_loss: 9.5\n" + MEASURED)
     return path
 
@@ -38,7 +48,7 @@ def test_passing_log_passes(tmp_path, full_log):
     out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}",
                     "--baselines", _baselines(tmp_path, 3.1), "--benchmark-json", tmp_path / "bench.json")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "4 passed" in out.stdout
+    assert "7 passed" in out.stdout
     bench = json.loads((tmp_path / "bench.json").read_text())["benchmarks"][0]
     assert bench["stats"]["rounds"] == 980  # steps 10..989: the reference window
     assert bench["stats"]["mean"] == pytest.approx(2.0)  # real step times, not the test's own duration
@@ -53,7 +63,7 @@ def test_failing_log_fails(tmp_path, full_log):
     assert "+20.08% (tolerance ±5%)" in out.stdout
 
 
-def test_short_run_fails_final_step(tmp_path):
+def test_short_run_fails_final_step(tmp_path, full_log):
     log = write_log(tmp_path / "short.log", 600, loss=lambda s: 3.0)
     out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", _baselines(tmp_path, 3.0))
     assert out.returncode == 1
@@ -61,7 +71,7 @@ def test_short_run_fails_final_step(tmp_path):
     assert "did not reach global_step 999" in out.stdout  # the loss test fails too, never passes
 
 
-def test_nan_run_fails(tmp_path):
+def test_nan_run_fails(tmp_path, full_log):
     log = write_log(tmp_path / "nan.log", 1000, loss=lambda s: float("nan") if s == 400 else 3.0)
     out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", _baselines(tmp_path, 3.0))
     assert out.returncode == 1 and "loss NaN/inf at steps [400]" in out.stdout
@@ -69,7 +79,7 @@ def test_nan_run_fails(tmp_path):
 
 def test_no_log_skips_with_reason():
     out = run_suite("-m", "qwen3_8b or qwen2_72b")
-    assert out.returncode == 0 and "8 skipped" in out.stdout
+    assert out.returncode == 0 and "14 skipped" in out.stdout
     assert "qwen2_72b: no recorded log (--from-log qwen2_72b=PATH or --logs-dir DIR), and a live run needs 32 GPUs " \
            "(several nodes: set NNODES, NODE_RANK" in out.stdout
     assert "qwen3_8b: no recorded log (--from-log qwen3_8b=PATH or --logs-dir DIR), and a live run needs 8 GPUs; " \
@@ -80,7 +90,7 @@ def test_logs_dir_and_marker_selection(tmp_path, full_log):
     out = run_suite("-m", "qwen3_8b or qwen25_7b", "--logs-dir", full_log.parent,
                     "--baselines", _baselines(tmp_path, 3.1))
     assert out.returncode == 0, out.stdout
-    assert "4 passed, 4 skipped" in out.stdout  # qwen25_7b has no log in that folder
+    assert "7 passed, 7 skipped" in out.stdout  # qwen25_7b has no log in that folder
 
 
 def test_bad_from_log_is_a_usage_error(tmp_path):
@@ -108,7 +118,7 @@ def test_baseline_update_flow(tmp_path, full_log):
     assert text.startswith("# keep me\nqwen25_7b:\n  final_loss: 9.5  # and me\n")
     assert "tolerance: 0.04" in text and "log_sha256:" in text
     out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}", "--baselines", base)
-    assert out.returncode == 0 and "4 passed" in out.stdout
+    assert out.returncode == 0 and "7 passed" in out.stdout
 
 
 def test_baseline_update_refuses_incomplete_run(tmp_path):
@@ -138,7 +148,7 @@ def test_live_run_failure_reports_the_log_tail(tmp_path, one_fake_gpu):
     out = run_suite("-m", "smoke_qwen3", "--runs-dir", tmp_path / "runs", "--data-cache", tmp_path / "cache",
                     env={**one_fake_gpu, "HF_HUB_OFFLINE": "1"})
     assert out.returncode == 1, out.stdout + out.stderr
-    assert "4 failed" in out.stdout or "4 error" in out.stdout
+    assert "7 failed" in out.stdout or "7 error" in out.stdout
     assert "smoke_qwen3: training exited with code 1; log: " in out.stdout
     assert "No supported gpu backend found!" in out.stdout  # NeMo's own error, from the log's tail
     (log,) = (tmp_path / "runs/smoke_qwen3").glob("*/train.log")
@@ -150,3 +160,49 @@ def test_live_run_refuses_xdist_workers(one_fake_gpu):
     out = run_suite("-m", "smoke_qwen3", env={**one_fake_gpu, "PYTEST_XDIST_WORKER": "gw0"})
     assert out.returncode == 1
     assert "smoke_qwen3: live training cannot run under pytest-xdist; run without -n" in out.stdout
+
+
+def test_curve_and_throughput_gates(tmp_path):
+    """A run that diverged mid-way and recovered passes the reference rule but fails the curve tests; a run 30%
+    slower fails the throughput gate, and one 30% faster asks for a baseline refresh."""
+    import math
+
+    def healthy(s):
+        return 2.5 + 8.0 * math.exp(-s / 150)
+
+    base_log = write_log(tmp_path / "base.log", 1000, loss=healthy)
+    base = tmp_path / "baselines.yaml"
+    base.write_text("qwen3_8b:\n  final_loss: null\n")
+    run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={base_log}", "--baselines", base, "--baseline-update",
+              "--runs-dir", tmp_path / "runs")
+    bad = write_log(tmp_path / "bad.log", 1000, loss=lambda s: healthy(s) * (1.6 if 300 <= s < 400 else 1.0))
+    out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={bad}", "--baselines", base, "--runs-dir",
+                    tmp_path / "runs")
+    assert "PASSED tests/acceptance/test_pretraining.py::test_final_loss_within_tolerance[qwen3_8b]" in out.stdout
+    assert "FAILED tests/acceptance/test_pretraining.py::test_loss_curve_within_band[qwen3_8b]" in out.stdout
+    assert "loss left the ±10% band around the baseline curve at steps [300, 310" in out.stdout
+    assert "FAILED tests/acceptance/test_pretraining.py::test_loss_curve_correlates[qwen3_8b]" in out.stdout
+    for factor, message in ((0.7, "-30.0% from the baseline's 100,500 (band -10% / +20%)"),
+                            (1.3, "+30.0% from the baseline's 100,500 (band -10% / +20%; a gain this large asks")):
+        log = write_log(tmp_path / f"speed{factor}.log", 1000, loss=healthy, tokens=lambda s: 100500.0 * factor)
+        out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", base, "--runs-dir",
+                        tmp_path / "runs")
+        assert "FAILED tests/acceptance/test_pretraining.py::test_throughput_within_band[qwen3_8b]" in out.stdout
+        assert message in out.stdout
+
+
+def test_report_and_junit_properties(tmp_path, full_log):
+    out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}", "--baselines", _baselines(tmp_path, 3.1),
+                    "--runs-dir", tmp_path / "runs", "--junitxml", tmp_path / "junit.xml")
+    (summary,) = (tmp_path / "runs/qwen3_8b").glob("recorded-*/report/summary.md")
+    assert f"qwen3_8b: {summary}" in out.stdout  # pytest says where the report is
+    text = summary.read_text()
+    assert "| final loss | 3.002 |" in text and "| delta | -3.16% (tolerance ±5%) |" in text
+    assert "| verdict (reference rule) | pass |" in text
+    for name in ("loss.png", "throughput.png", "provenance.json"):
+        assert (summary.parent / name).stat().st_size > 1000 or name == "provenance.json"
+    assert (summary.parent / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    junit = (tmp_path / "junit.xml").read_text()
+    assert '<property name="final_loss" value="3.002"' in junit
+    assert '<property name="loss_delta_pct" value="-3.161"' in junit
+    assert '<property name="verdict" value="pass"' in junit

@@ -1,0 +1,143 @@
+"""The run report a team reads in the morning: loss against the baseline curve, tokens/s/GPU per step, a Markdown
+summary with the verdict, and where the numbers came from."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import curves, metrics
+from .baselines import Baseline
+from .errors import AcceptanceError
+from .logparse import LOSS, TOKENS_PER_GPU, TrainingLog
+from .models import ModelSpec
+
+
+def suite_commit() -> str | None:
+    """The git commit of this suite's checkout, when it runs from one."""
+    try:
+        out = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _plot_loss(path: Path, log: TrainingLog, baseline: Baseline | None, name: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = log.ordered()
+    fig, ax = plt.subplots(figsize=(9, 5), dpi=110)
+    ax.plot([r.step for r in steps], [r.get(LOSS) for r in steps], lw=0.6, alpha=0.45, color="C0",
+            label="run, each step")
+    run_curve = curves.sparse(log)
+    ax.plot(run_curve.steps, run_curve.loss, color="C0", lw=1.8, label="run, 10-step means")
+    if baseline is not None and baseline.curve is not None:
+        b = baseline.curve
+        ax.plot(b.steps, b.loss, color="C1", lw=1.8, label="baseline, 10-step means")
+        ax.fill_between(b.steps, [v * (1 - baseline.curve_band) for v in b.loss],
+                        [v * (1 + baseline.curve_band) for v in b.loss], color="C1", alpha=0.12,
+                        label=f"curve band ±{baseline.curve_band:.0%}")
+    if baseline is not None and baseline.final_loss is not None:
+        last = steps[-1].step
+        tol = baseline.tolerance
+        ax.errorbar([last], [baseline.final_loss], yerr=[[baseline.final_loss * tol], [baseline.final_loss * tol]],
+                    fmt="s", color="C3", capsize=5, label=f"baseline final loss ±{tol:.0%}")
+    ax.set_xlabel("global step")
+    ax.set_ylabel(LOSS)
+    ax.set_title(f"{name}: loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plot_throughput(path: Path, log: TrainingLog, tp: metrics.Throughput | None, baseline: Baseline | None,
+                     name: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r for r in log.ordered() if r.get(TOKENS_PER_GPU) is not None]
+    fig, ax = plt.subplots(figsize=(9, 4), dpi=110)
+    ax.plot([r.step for r in steps], [r.get(TOKENS_PER_GPU) for r in steps], lw=0.8, color="C0",
+            label="run, each step")
+    if tp is not None:
+        ax.axvspan(tp.first_step, tp.last_step, color="C2", alpha=0.08, label="reference window")
+        ax.axhline(tp.mean, color="C0", ls="--", label=f"run mean {tp.mean:,.0f}")
+    if baseline is not None and baseline.tokens_per_sec_per_gpu:
+        ref = baseline.tokens_per_sec_per_gpu
+        low, high = baseline.throughput_band
+        ax.axhline(ref, color="C1", label=f"baseline {ref:,.0f}")
+        ax.axhspan(ref * (1 + low), ref * (1 + high), color="C1", alpha=0.1, label=f"band {low:+.0%}/{high:+.0%}")
+    ax.set_xlabel("global step")
+    ax.set_ylabel("tokens/s/GPU")
+    ax.set_title(f"{name}: throughput")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _fmt(value: Any, spec: str = "") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def write(folder: Path, *, spec: ModelSpec, log: TrainingLog, log_path: Path, origin: str,
+          baseline: Baseline | None, results: Mapping[str, Any]) -> Path:
+    """Write loss.png, throughput.png, summary.md and provenance.json into ``folder``; returns summary.md."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        tp: metrics.Throughput | None = metrics.throughput(log, seq_length=spec.seq_length, gpus=spec.gpus)
+    except AcceptanceError:
+        tp = None
+    _plot_loss(folder / "loss.png", log, baseline, spec.name)
+    _plot_throughput(folder / "throughput.png", log, tp, baseline, spec.name)
+    env = log.environment
+    provenance = {
+        "model": spec.name, "recipe": spec.recipe, "origin": origin, "log": str(log_path),
+        "run_started": log.started, "gpu": env.get("gpu") or log.gpu_name, "gpus": spec.gpus,
+        "layout": spec.layout.describe(), "driver": env.get("driver"), "cuda": env.get("cuda"),
+        "torch": env.get("torch"), "nemo": env.get("nemo"), "megatron_core": env.get("megatron_core"),
+        "transformer_engine": env.get("transformer_engine"), "container": env.get("container"),
+        "suite_commit": suite_commit(),
+    }
+    (folder / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    last = log.last_step
+    final = log.steps[last].get(LOSS) if last is not None else None
+    base_loss = baseline.final_loss if baseline else None
+    delta = None if final is None or base_loss is None else 100 * (final - base_loss) / base_loss
+    rows = [
+        ("model", f"{spec.name} (recipe {spec.recipe})"),
+        ("GPUs / layout", f"{spec.gpus} × {provenance['gpu'] or 'unknown GPU'} / {spec.layout.describe()}"),
+        ("global batch / seq length", f"{spec.global_batch_size} / {spec.seq_length}"),
+        ("steps", f"last logged {last} of {spec.final_step}"),
+        ("final loss", _fmt(final)),
+        ("baseline final loss", _fmt(base_loss)),
+        ("delta", "—" if delta is None else f"{delta:+.2f}% (tolerance ±{100 * baseline.tolerance:.0f}%)"),
+        ("tokens/s/GPU (reference window)", "—" if tp is None else f"{tp.mean:,.0f} over steps {tp.first_step}.."
+                                                                  f"{tp.last_step} ({tp.steps_used} steps)"),
+        ("baseline tokens/s/GPU", _fmt(baseline.tokens_per_sec_per_gpu if baseline else None, ",.0f")),
+    ]
+    if results.get("mfu") is not None:
+        rows.append(("MFU", f"{results['mfu']:.1%}"))
+    if "curve_correlation" in results:
+        rows.append(("curve", f"worst {results.get('curve_worst_deviation_pct')}% at step "
+                              f"{results.get('curve_worst_step')}, correlation {results['curve_correlation']}"))
+    rows.append(("verdict (reference rule)", results.get("verdict", "not judged")))
+    lines = [f"# {spec.name}: acceptance run report", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    lines += ["", "![loss](loss.png)", "", "![throughput](throughput.png)", "", "## Provenance", "", "| | |",
+              "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in provenance.items()]
+    summary = folder / "summary.md"
+    summary.write_text("\n".join(lines) + "\n")
+    return summary
