@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Sequence
 
-from . import baselines, launch, logparse, metrics, models, preprocess, sources, verdict, yamlio
+from . import baselines, flops, launch, logparse, metrics, models, preprocess, sources, verdict, yamlio
 from .errors import AcceptanceError
 from .train import add_run_arguments, spec_from_args
 
@@ -118,9 +121,9 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 def cmd_launch(args: argparse.Namespace) -> int:
     spec = spec_from_args(args.model, args)
     plan = launch.plan(spec, runs_dir=args.runs_dir, data=launch.data_choice(args), models_file=args.models,
-                       te=args.te, prepare_data=not args.dry_run)
+                       te=args.te, attention=args.attention, prepare_data=not args.dry_run)
     if args.dry_run:
-        print(yamlio.dump(_dry_run_config(plan, args.te)), end="")
+        print(yamlio.dump(_dry_run_config(plan, args.te, args.attention)), end="")
         return EXIT_PASS
     outcome = launch.execute(plan, limits=launch.limits(args), progress=sys.stderr)
     if not outcome.ok:
@@ -133,7 +136,55 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return EXIT_PASS if summary.last_step == spec.final_step else EXIT_FAIL
 
 
-def _dry_run_config(plan: launch.Plan, te: str) -> dict:
+def cmd_bench(args: argparse.Namespace) -> int:
+    """A short real run of the full model through the launcher; throughput, step time, peak memory and MFU."""
+    args.probe = True
+    base = spec_from_args(args.model, args)
+    spec = base.with_changes(probe=True, max_steps=args.steps,
+                             lr=replace(base.lr, warmup_steps=min(base.lr.warmup_steps, args.steps // 4)),
+                             overrides={**base.overrides, "trainer.limit_val_batches": 0})
+    plan = launch.plan(spec, runs_dir=args.runs_dir, data=launch.data_choice(args), models_file=args.models,
+                       te=args.te, attention=args.attention)
+    outcome = launch.execute(plan, limits=launch.limits(args), progress=sys.stderr)
+    if not outcome.ok:
+        print(f"qwen-acceptance: {spec.name}: {outcome.failure()}", file=sys.stderr)
+        return EXIT_FAIL
+    result = probe_result(spec, outcome.log, outcome.log_path)
+    if args.json:
+        _print_json(result)
+    else:
+        mfu = "—" if result["mfu"] is None else f"{result['mfu']:.1%}"
+        print(f"{spec.name} on {spec.gpus} × {result['gpu']}, {result['layout']}, global batch {spec.global_batch_size}"
+              f" (micro {spec.micro_batch_size}), seq {spec.seq_length}: {result['tokens_per_sec_per_gpu']:,.0f} "
+              f"tokens/s/GPU over steps {result['window'][0]}..{result['window'][1]}, step {result['step_time_s']:.3f} s,"
+              f" peak memory {result['peak_memory_gib']} GiB, MFU {mfu}; log {outcome.log_path}")
+    return EXIT_PASS
+
+
+def probe_result(spec: models.ModelSpec, log: logparse.TrainingLog, log_path: Path) -> dict:
+    """The probe's numbers: the reference's mean with a window trimmed for a short run (a tenth, at least 3 steps
+    at each end: the first steps compile and warm up)."""
+    trim = max(3, spec.max_steps // 10)
+    tp = metrics.throughput(log, trim=trim, seq_length=spec.seq_length, gpus=spec.gpus)
+    dims = flops.Dims.from_config(SimpleNamespace(**log.resolved.get("model", {})), spec.seq_length)
+    per_token = flops.training_flops_per_token(dims)
+    gpu = log.environment.get("gpu") or log.gpu_name
+    peak = flops.peak_tflops(gpu)
+    peak_mem = max((r.get("max_allocated_gib", 0.0) for r in log.peak_memory), default=None)
+    return {
+        "model": spec.name, "gpu": gpu, "gpus": spec.gpus, "layout": spec.layout.describe(),
+        "global_batch_size": spec.global_batch_size, "micro_batch_size": spec.micro_batch_size,
+        "seq_length": spec.seq_length, "steps": spec.max_steps, "trim": trim,
+        "window": [tp.first_step, tp.last_step], "tokens_per_sec_per_gpu": tp.mean,
+        "step_time_s": statistics.fmean(tp.step_times) if tp.step_times else None,
+        "peak_memory_gib": None if peak_mem is None else round(peak_mem, 1),
+        "flops_per_token": per_token, "peak_tflops": peak,
+        "mfu": None if peak is None else flops.mfu(tp.mean, per_token, peak),
+        "attention": log.resolved.get("attention"), "log": str(log_path),
+    }
+
+
+def _dry_run_config(plan: launch.Plan, te: str, attention: str) -> dict:
     spec, topo = plan.spec, plan.topology
     config = {
         "command": plan.command,
@@ -151,8 +202,9 @@ def _dry_run_config(plan: launch.Plan, te: str) -> dict:
 
         use_te = recipes.transformer_engine_available() if te == "auto" else te == "on"
         recipe = recipes.build(spec, recipes.RunPaths(plan.data_prefix, plan.tokenizer_dir, plan.run_dir),
-                               nodes=topo.nnodes, te=use_te)
-        config["nemo_recipe"] = {"transformer_engine": use_te, **recipes.resolved(recipe)}
+                               nodes=topo.nnodes, te=use_te, attention=attention)
+        config["nemo_recipe"] = {"transformer_engine": use_te,
+                                 "attention": recipes.resolve_attention(attention, use_te), **recipes.resolved(recipe)}
     except ImportError as exc:
         config["nemo_recipe"] = f"not resolved: NeMo is not importable here ({exc.name})"
     return config
@@ -213,6 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, kwargs in launch.OPTIONS:
         lau.add_argument(flag, **kwargs)
     lau.set_defaults(func=cmd_launch)
+
+    ben = sub.add_parser("bench", help="throughput probe: the full model for a few steps; tokens/s/GPU, MFU, memory")
+    ben.add_argument("model")
+    ben.add_argument("--steps", type=int, default=30, help="steps to run (default 30)")
+    ben.add_argument("--json", action="store_true", help="machine-readable output")
+    add_run_arguments(ben)
+    for flag, kwargs in launch.OPTIONS:
+        ben.add_argument(flag, **kwargs)
+    ben.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -7,6 +7,7 @@ GPUS_PER_NODE) with pytest started on every node, or from Slurm, where ``srun`` 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shlex
@@ -94,7 +95,8 @@ def topology_from_env(spec: ModelSpec, env: Mapping[str, str] | None = None) -> 
 
 
 def command(spec: ModelSpec, topo: Topology, *, data_prefix: Path, tokenizer_dir: Path, run_dir: Path,
-            models_file: Path | None = None, te: str = "auto", python: str = sys.executable) -> list[str]:
+            models_file: Path | None = None, te: str = "auto", attention: str = "auto",
+            python: str = sys.executable) -> list[str]:
     """The exact command line: torchrun (``python -m torch.distributed.run``) over ``qwen_acceptance.train``."""
     lay = spec.layout
     layout = f"tp={lay.tp},pp={lay.pp},cp={lay.cp},ep={lay.ep},etp={lay.etp},sp={str(lay.sp).lower()}"
@@ -104,7 +106,11 @@ def command(spec: ModelSpec, topo: Topology, *, data_prefix: Path, tokenizer_dir
              "--tokenizer-dir", str(tokenizer_dir), "--run-dir", str(run_dir), "--nodes", str(topo.nnodes),
              "--gpus", str(spec.gpus), "--layout", layout, "--seed", str(spec.seed),
              "--max-steps", str(spec.max_steps), "--global-batch-size", str(spec.global_batch_size),
-             "--micro-batch-size", str(spec.micro_batch_size), "--te", te]
+             "--micro-batch-size", str(spec.micro_batch_size), "--warmup-steps", str(spec.lr.warmup_steps),
+             "--te", te, "--attention", attention]
+    train += [f"--override={key}={json.dumps(value)}" for key, value in spec.overrides.items()]
+    if spec.gpus < spec.reference_gpus:
+        train.append("--probe")
     if models_file is not None:
         train += ["--models", str(models_file)]
     torchrun = [python, "-m", "torch.distributed.run", "--nproc-per-node", str(topo.gpus_per_node)]
@@ -296,6 +302,8 @@ OPTIONS: tuple[tuple[str, dict], ...] = (
                                             "~/.cache/qwen-acceptance)"}),
     ("--te", {"choices": ["auto", "on", "off"], "default": "auto",
               "help": "Transformer Engine: auto uses it when it imports"}),
+    ("--attention", {"choices": ["auto", "sdpa", "local", "te"], "default": "auto",
+                     "help": "core attention: auto takes TE's where TE is used, else PyTorch SDPA"}),
     ("--startup-timeout", {"type": float, "default": 1800.0, "help": "seconds allowed to the first step"}),
     ("--hang-timeout", {"type": float, "default": 600.0, "help": "seconds allowed without a new step"}),
     ("--time-limit", {"type": float, "help": "wall-clock seconds for a whole run (default: none)"}),
@@ -339,7 +347,7 @@ class Plan:
 
 
 def plan(spec: ModelSpec, *, runs_dir: Path, data: DataChoice, models_file: Path | None = None, te: str = "auto",
-         env: Mapping[str, str] | None = None, prepare_data: bool = True) -> Plan:
+         attention: str = "auto", env: Mapping[str, str] | None = None, prepare_data: bool = True) -> Plan:
     """Everything a run needs, decided before it starts; ``prepare_data=False`` (a dry run) builds nothing."""
     from . import datacache, sources
 
@@ -360,7 +368,7 @@ def plan(spec: ModelSpec, *, runs_dir: Path, data: DataChoice, models_file: Path
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     run_dir = (runs_dir / spec.name / f"{stamp}-node{topo.node_rank}-{os.getpid()}").resolve()
     cmd = command(spec, topo, data_prefix=prefix, tokenizer_dir=tokenizer_dir, run_dir=run_dir,
-                  models_file=models_file, te=te)
+                  models_file=models_file, te=te, attention=attention)
     return Plan(spec, topo, run_dir, run_dir / "train.log", prefix, tokenizer_dir, cmd)
 
 

@@ -27,6 +27,7 @@ _FIELD_SEP = " | "
 # Lines the suite's own training entry prints once on rank 0, so a log carries its provenance.
 ENV_MARKER = "[qwen-acceptance] environment: "
 CONFIG_MARKER = "[qwen-acceptance] resolved: "
+PEAK_MARKER = "[qwen-acceptance] peak_memory: "  # one line per rank at the end of training
 
 LOSS = "reduced_train_loss"
 TOKENS_PER_GPU = "tokens_per_sec_per_gpu"
@@ -63,6 +64,7 @@ class TrainingLog:
     started: str | None = None  # NeMo's first log timestamp: when the run began
     environment: dict = field(default_factory=dict)  # from the suite's own ENV_MARKER line, when present
     resolved: dict = field(default_factory=dict)  # from its CONFIG_MARKER line
+    peak_memory: list = field(default_factory=list)  # from the PEAK_MARKER lines, one per rank
 
     def ordered(self) -> list[StepRecord]:
         """Steps sorted by step number: the order the reference rules count in."""
@@ -111,11 +113,13 @@ class LogParser:
             log.started = stamp.group("stamp")
         if log.gpu_name is None and (device := _DEVICE.search(text)):
             log.gpu_name = device.group("name")
-        for marker, target in ((ENV_MARKER, log.environment), (CONFIG_MARKER, log.resolved)):
+        for marker, target in ((ENV_MARKER, log.environment), (CONFIG_MARKER, log.resolved),
+                               (PEAK_MARKER, log.peak_memory)):
             if text.startswith(marker) and complete:
                 try:
-                    target.update(json.loads(text[len(marker):]))
-                except (ValueError, TypeError):
+                    value = json.loads(text[len(marker):])
+                    target.append(value) if isinstance(target, list) else target.update(value)
+                except (ValueError, TypeError, AttributeError):
                     log.unreadable_lines.append(line_no)
         record = None
         # A carriage return overwrites the terminal line: each segment is a line of its own.

@@ -81,11 +81,11 @@ class ModelSpec:
     def data_parallel(self) -> int:
         return self.gpus // self.layout.model_parallel()
 
-    def with_changes(self, **changes: Any) -> "ModelSpec":
-        """The same model with other GPUs, layout, seed, steps or batch, re-checked against the reference's rules
-        (the matrix's reference GPU count and global batch floor stay as they are)."""
+    def with_changes(self, *, probe: bool = False, **changes: Any) -> "ModelSpec":
+        """The same model with other GPUs, layout, seed, steps or batch, re-checked against the reference's rules.
+        ``probe``: a throughput probe, which may use fewer GPUs than the reference (never an acceptance run)."""
         spec = replace(self, **changes)
-        _check(spec, f"{self.name} (with {', '.join(f'{k}={v}' for k, v in changes.items())})")
+        _check(spec, f"{self.name} (with {', '.join(f'{k}={v}' for k, v in changes.items())})", probe=probe)
         return spec
 
 
@@ -116,14 +116,14 @@ def _build(cls: type, where: str, data: Any) -> Any:
         raise AcceptanceError(f"{where}: {exc}") from None
 
 
-def _check(spec: ModelSpec, where: str) -> None:
+def _check(spec: ModelSpec, where: str, probe: bool = False) -> None:
     """The reference's constraints: a clear error for each, naming the model and the field."""
     for name in ("reference_gpus", "gpus", "global_batch_size", "micro_batch_size", "seq_length", "max_steps"):
         _positive_int(where, name, getattr(spec, name))
     lay = spec.layout
     for name in ("tp", "pp", "cp", "ep", "etp"):
         _positive_int(f"{where}.layout", name, getattr(lay, name))
-    if spec.gpus < spec.reference_gpus:
+    if spec.gpus < spec.reference_gpus and not probe:
         raise AcceptanceError(
             f"{where}: field 'gpus' is {spec.gpus}, below the reference's {spec.reference_gpus} "
             "(the layout may change, never with fewer GPUs)"

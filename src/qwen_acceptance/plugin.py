@@ -77,7 +77,7 @@ class AcceptanceSession:
         if os.environ.get("PYTEST_XDIST_WORKER"):
             pytest.fail(f"{spec.name}: live training cannot run under pytest-xdist; run without -n", pytrace=False)
         plan = launch.plan(spec, runs_dir=self.options.runs_dir, data=launch.data_choice(self.options),
-                           models_file=self.models_file, te=self.options.te)
+                           models_file=self.models_file, te=self.options.te, attention=self.options.attention)
         outcome = launch.execute(plan, limits=launch.limits(self.options), progress=sys.__stderr__)
         if not outcome.ok:
             pytest.fail(f"{spec.name}: {outcome.failure()}", pytrace=False)

@@ -89,9 +89,22 @@ def _set_path(root: Any, dotted: str, value: Any, where: str) -> None:
     setattr(node, leaf, value)
 
 
-def build(spec: ModelSpec, paths: RunPaths, *, nodes: int = 1, te: bool | None = None) -> Any:
+def resolve_attention(choice: str, te: bool) -> str:
+    """auto: the recipe's own (TE) attention where TE is there, else SDPA (local attention's seq² memory does not
+    fit at seq 8192)."""
+    if choice not in ("auto", "sdpa", "local", "te"):
+        raise AcceptanceError(f"unknown attention {choice!r}: choose auto, sdpa, local or te")
+    if choice == "te" and not te:
+        raise AcceptanceError("attention 'te' needs Transformer Engine, which is not in use")
+    if choice == "auto":
+        return "te" if te else "sdpa"
+    return choice
+
+
+def build(spec: ModelSpec, paths: RunPaths, *, nodes: int = 1, te: bool | None = None,
+          attention: str = "auto") -> Any:
     """The recipe for ``spec`` on ``nodes`` nodes as NeMo-Run config; ``te`` defaults to whether Transformer Engine
-    is importable."""
+    is importable; ``attention`` as ``resolve_attention`` says."""
     import nemo_run as run
     from nemo.collections.common.tokenizers.huggingface.auto_tokenizer import AutoTokenizer
     from nemo.collections.llm.gpt.data.pre_training import PreTrainingDataModule
@@ -128,6 +141,10 @@ def build(spec: ModelSpec, paths: RunPaths, *, nodes: int = 1, te: bool | None =
     recipe.resume = None
     if not te:
         without_transformer_engine(recipe)
+    if resolve_attention(attention, te) == "sdpa":
+        from .attention import sdpa_layer_spec
+
+        recipe.model.config.transformer_layer_spec = sdpa_layer_spec
     for dotted, value in spec.overrides.items():
         _set_path(recipe, dotted, value, f"{spec.name}.overrides")
     return recipe
@@ -146,10 +163,12 @@ def without_transformer_engine(recipe: Any) -> None:
 def resolved(recipe: Any) -> dict[str, Any]:
     """The values a reader checks, pulled out of the built config: printed at start and tested on CPU."""
     trainer, strategy, data, config = recipe.trainer, recipe.trainer.strategy, recipe.data, recipe.model.config
-    fields = ["num_layers", "hidden_size", "num_attention_heads", "num_query_groups", "seq_length",
-              "num_moe_experts", "moe_router_topk", *TE_FUSIONS, *TE_MOE]
+    fields = ["num_layers", "hidden_size", "num_attention_heads", "num_query_groups", "kv_channels",
+              "ffn_hidden_size", "vocab_size", "seq_length", "num_moe_experts", "moe_router_topk",
+              "moe_ffn_hidden_size", *TE_FUSIONS, *TE_MOE]
     return {
         "model_config": config.__fn_or_cls__.__name__,
+        "layer_spec": getattr(config.transformer_layer_spec, "__name__", str(config.transformer_layer_spec)),
         "model": {f: getattr(config, f, None) for f in fields},
         "trainer": {
             "num_nodes": trainer.num_nodes,

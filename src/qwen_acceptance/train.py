@@ -12,11 +12,13 @@ import json
 import os
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from . import models, recipes
-from .logparse import CONFIG_MARKER, ENV_MARKER
+from .errors import AcceptanceError
+from .logparse import CONFIG_MARKER, ENV_MARKER, PEAK_MARKER
 
 
 def _version(module: str) -> str | None:
@@ -93,6 +95,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, help="fewer or more steps (probes only; the reference is 1000)")
     parser.add_argument("--global-batch-size", type=int, help="another global batch (probes only)")
     parser.add_argument("--micro-batch-size", type=int)
+    parser.add_argument("--warmup-steps", type=int, help="another LR warm-up (short probes)")
+    parser.add_argument("--override", action="append", default=[], metavar="DOTTED.PATH=VALUE",
+                        help="set a recipe value, e.g. model.config.recompute_granularity=full (repeatable; "
+                             "VALUE is read as YAML)")
+    parser.add_argument("--probe", action="store_true",
+                        help="a throughput probe: fewer GPUs than the reference are allowed")
 
 
 def spec_from_args(model: str, args: argparse.Namespace) -> models.ModelSpec:
@@ -105,7 +113,23 @@ def spec_from_args(model: str, args: argparse.Namespace) -> models.ModelSpec:
     for name in ("seed", "max_steps", "global_batch_size", "micro_batch_size"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
-    return spec.with_changes(**changes) if changes else spec
+    if args.warmup_steps is not None:
+        changes["lr"] = replace(spec.lr, warmup_steps=args.warmup_steps)
+    if args.override:
+        changes["overrides"] = {**spec.overrides, **parse_overrides(args.override)}
+    return spec.with_changes(probe=args.probe, **changes) if changes else spec
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    import yaml
+
+    parsed = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or " " in key:
+            raise AcceptanceError(f"--override {item!r}: expected DOTTED.PATH=VALUE")
+        parsed[key] = yaml.safe_load(value)
+    return parsed
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -117,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--nodes", type=int, default=1)
     parser.add_argument("--te", choices=["auto", "on", "off"], default="auto",
                         help="use Transformer Engine (auto: when it imports)")
+    parser.add_argument("--attention", choices=["auto", "sdpa", "local", "te"], default="auto",
+                        help="core attention (auto: TE's with TE, else PyTorch SDPA)")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
 
@@ -124,16 +150,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     te = recipes.transformer_engine_available() if args.te == "auto" else args.te == "on"
     applied = runtime_workarounds(te=te, seed=spec.seed)
     recipe = recipes.build(spec, recipes.RunPaths(args.data_prefix, args.tokenizer_dir, args.run_dir),
-                           nodes=args.nodes, te=te)
+                           nodes=args.nodes, te=te, attention=args.attention)
     if int(os.environ.get("RANK", "0")) == 0:
         resolved = {"model": spec.name, "layout": spec.layout.describe(), "transformer_engine": te,
+                    "attention": recipes.resolve_attention(args.attention, te),
                     "runtime_workarounds": applied, **recipes.resolved(recipe)}
         print(CONFIG_MARKER + json.dumps(resolved, default=str), flush=True)
         print(ENV_MARKER + json.dumps(environment(), default=str), flush=True)
 
     import fiddle
+    import torch
 
     fiddle.build(recipe)()
+    if torch.cuda.is_available():  # every rank: the probe reports the largest
+        print(PEAK_MARKER + json.dumps({"rank": int(os.environ.get("RANK", "0")),
+                                        "max_allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
+                                        "max_reserved_gib": torch.cuda.max_memory_reserved() / 2**30}), flush=True)
 
 
 if __name__ == "__main__":
