@@ -142,7 +142,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     base = spec_from_args(args.model, args)
     spec = base.with_changes(probe=True, max_steps=args.steps,
                              lr=replace(base.lr, warmup_steps=min(base.lr.warmup_steps, args.steps // 4)),
-                             overrides={**base.overrides, "trainer.limit_val_batches": 0})
+                             # No validation; Lightning also wants the interval within one epoch of batches.
+                             overrides={**base.overrides, "trainer.limit_val_batches": 0,
+                                        "trainer.val_check_interval": args.steps})
     plan = launch.plan(spec, runs_dir=args.runs_dir, data=launch.data_choice(args), models_file=args.models,
                        te=args.te, attention=args.attention)
     outcome = launch.execute(plan, limits=launch.limits(args), progress=sys.stderr)
