@@ -42,6 +42,7 @@ class AcceptanceSession:
     runs: dict[str, RunResult] = field(default_factory=dict)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model: the numbers the tests judged
     diffs: list[str] = field(default_factory=list)
+    report_errors: list[str] = field(default_factory=list)
 
     def recorded_log(self, model: str) -> Path | None:
         if model in self.recorded_logs:
@@ -304,15 +305,30 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("model", params, scope="session")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """Bad input (a corrupt baselines file, a foreign log, a missing curve) is one line naming the file and field,
+    not a traceback."""
+    outcome = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(AcceptanceError):
+        outcome.get_result().longrepr = f"qwen-acceptance: {call.excinfo.value}"
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Write each run's report where the run lives (on xdist, in the worker that judged it)."""
     state = session.config.stash.get(STASH, None)
-    if state is None:
+    if state is None or not state.runs:
         return
+    try:
+        entries = baselines.load(state.baselines_path) if state.baselines_path.is_file() else {}
+    except AcceptanceError:
+        entries = {}  # the tests already said what is wrong with the file; the reports go without baselines
     for name, run in state.runs.items():
-        entry = baselines.load(state.baselines_path).get(name) if state.baselines_path.is_file() else None
-        report.write(run.report_dir, spec=run.spec, log=run.log, log_path=run.log_path, origin=run.origin,
-                     baseline=entry, results=state.results.get(name, {}))
+        try:
+            report.write(run.report_dir, spec=run.spec, log=run.log, log_path=run.log_path, origin=run.origin,
+                         baseline=entries.get(name), results=state.results.get(name, {}))
+        except (AcceptanceError, OSError) as exc:
+            state.report_errors.append(f"{name}: no report written: {exc}")
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -323,6 +339,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.section("qwen-acceptance reports")
         for name, run in session.runs.items():
             terminalreporter.write_line(f"{name}: {run.report_dir / 'summary.md'}")
+        for line in session.report_errors:
+            terminalreporter.write_line(line, red=True)
     if session.diffs:
         terminalreporter.section("baselines updated")
         for diff in session.diffs:

@@ -206,3 +206,12 @@ def test_report_and_junit_properties(tmp_path, full_log):
     assert '<property name="final_loss" value="3.002"' in junit
     assert '<property name="loss_delta_pct" value="-3.161"' in junit
     assert '<property name="verdict" value="pass"' in junit
+
+
+def test_corrupt_baselines_is_one_line_not_a_traceback(tmp_path, full_log):
+    base = tmp_path / "baselines.yaml"
+    base.write_text("qwen3_8b:\n  final_loss: 3.0\n  tolerance: 0.05\n")  # measured, but no provenance
+    out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}", "--baselines", base)
+    assert out.returncode == 1
+    assert "qwen-acceptance: " + str(base) + ": qwen3_8b: a measured baseline needs provenance field(s)" in out.stdout
+    assert "Traceback" not in out.stdout and "raise AcceptanceError" not in out.stdout
