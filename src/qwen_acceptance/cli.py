@@ -202,7 +202,7 @@ def _dry_run_config(plan: launch.Plan, te: str, attention: str) -> dict:
     try:
         from . import recipes
 
-        use_te = recipes.transformer_engine_available() if te == "auto" else te == "on"
+        use_te = recipes.resolve_te(te)
         recipe = recipes.build(spec, recipes.RunPaths(plan.data_prefix, plan.tokenizer_dir, plan.run_dir),
                                nodes=topo.nnodes, te=use_te, attention=attention)
         config["nemo_recipe"] = {"transformer_engine": use_te,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence, TextIO
 
-from . import logparse
+from . import logparse, recipes
 from .errors import AcceptanceError
 from .logparse import LOSS, TOKENS_PER_GPU
 from .models import ModelSpec
@@ -169,7 +169,6 @@ class _Progress:
     def __init__(self, name: str, total: int, stream: TextIO | None) -> None:
         self.name, self.total, self.stream = name, total, stream
         self.tty = bool(stream and stream.isatty())
-        self.start = time.monotonic()
         self.last_print = 0.0
         self.first_step_at: tuple[float, int] | None = None
 
@@ -300,9 +299,9 @@ OPTIONS: tuple[tuple[str, dict], ...] = (
     ("--tokenizer", {"help": "another tokenizer than models.yaml's (a directory, a hub id, bundled:qwen3)"}),
     ("--data-cache", {"type": Path, "help": "preprocessed datasets (default: $QWEN_ACCEPTANCE_CACHE or "
                                             "~/.cache/qwen-acceptance)"}),
-    ("--te", {"choices": ["auto", "on", "off"], "default": "auto",
+    ("--te", {"choices": recipes.TE_CHOICES, "default": "auto",
               "help": "Transformer Engine: auto uses it when it imports"}),
-    ("--attention", {"choices": ["auto", "sdpa", "local", "te"], "default": "auto",
+    ("--attention", {"choices": recipes.ATTENTION_CHOICES, "default": "auto",
                      "help": "core attention: auto takes TE's where TE is used, else PyTorch SDPA"}),
     ("--startup-timeout", {"type": float, "default": 1800.0, "help": "seconds allowed to the first step"}),
     ("--hang-timeout", {"type": float, "default": 600.0, "help": "seconds allowed without a new step"}),

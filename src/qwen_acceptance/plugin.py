@@ -354,8 +354,6 @@ def acceptance(pytestconfig: pytest.Config) -> AcceptanceSession:
 
 @pytest.fixture(scope="session")
 def training_run(acceptance: AcceptanceSession, model: str) -> RunResult:
-    """The model's run, made or read once per session and shared by every test of that model."""
-    try:
-        return acceptance.obtain_run(acceptance.matrix[model])
-    except AcceptanceError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    """The model's run, made or read once per session and shared by every test of that model (bad input is
+    reported as one line by pytest_runtest_makereport)."""
+    return acceptance.obtain_run(acceptance.matrix[model])

@@ -29,8 +29,17 @@ TE_FUSIONS = (
 TE_MOE = ("moe_grouped_gemm", "moe_permute_fusion")
 
 
+TE_CHOICES = ("auto", "on", "off")
+ATTENTION_CHOICES = ("auto", "sdpa", "local", "te")
+
+
 def transformer_engine_available() -> bool:
     return importlib.util.find_spec("transformer_engine") is not None
+
+
+def resolve_te(choice: str) -> bool:
+    """--te: auto uses Transformer Engine when it imports."""
+    return transformer_engine_available() if choice == "auto" else choice == "on"
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,7 @@ def _set_path(root: Any, dotted: str, value: Any, where: str) -> None:
 def resolve_attention(choice: str, te: bool) -> str:
     """auto: the recipe's own (TE) attention where TE is there, else SDPA (local attention's seq² memory does not
     fit at seq 8192)."""
-    if choice not in ("auto", "sdpa", "local", "te"):
+    if choice not in ATTENTION_CHOICES:
         raise AcceptanceError(f"unknown attention {choice!r}: choose auto, sdpa, local or te")
     if choice == "te" and not te:
         raise AcceptanceError("attention 'te' needs Transformer Engine, which is not in use")

@@ -139,15 +139,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tokenizer-dir", type=Path, required=True)
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--nodes", type=int, default=1)
-    parser.add_argument("--te", choices=["auto", "on", "off"], default="auto",
+    parser.add_argument("--te", choices=recipes.TE_CHOICES, default="auto",
                         help="use Transformer Engine (auto: when it imports)")
-    parser.add_argument("--attention", choices=["auto", "sdpa", "local", "te"], default="auto",
+    parser.add_argument("--attention", choices=recipes.ATTENTION_CHOICES, default="auto",
                         help="core attention (auto: TE's with TE, else PyTorch SDPA)")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
 
     spec = spec_from_args(args.model, args)
-    te = recipes.transformer_engine_available() if args.te == "auto" else args.te == "on"
+    te = recipes.resolve_te(args.te)
     applied = runtime_workarounds(te=te, seed=spec.seed)
     recipe = recipes.build(spec, recipes.RunPaths(args.data_prefix, args.tokenizer_dir, args.run_dir),
                            nodes=args.nodes, te=te, attention=args.attention)

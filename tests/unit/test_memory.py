@@ -1,6 +1,7 @@
 """The memory model against peaks measured on an H200 (fixtures/bench logs), and its structure for 72B layouts."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,9 +14,7 @@ def measured(name):
     """The Dims, batch and measured peak of a recorded probe (the suite's own log lines, not retyped numbers)."""
     log = logparse.parse_file(BENCH / name)
     model = log.resolved["model"]
-    dims = flops.Dims(layers=model["num_layers"], hidden=model["hidden_size"], heads=model["num_attention_heads"],
-                      groups=model["num_query_groups"], head_dim=model["kv_channels"],
-                      ffn=model["ffn_hidden_size"], vocab=model["vocab_size"], seq=model["seq_length"])
+    dims = flops.Dims.from_config(SimpleNamespace(**model), model["seq_length"])
     data = log.resolved["data"]
     parallel = memory.Parallel(micro_batch=data["micro_batch_size"],
                                microbatches=data["global_batch_size"] // data["micro_batch_size"])
