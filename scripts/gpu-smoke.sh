@@ -6,18 +6,10 @@
 set -uo pipefail
 out=${1:?usage: gpu-smoke.sh OUTDIR}; shift
 mkdir -p "$out"
-if [ -d .whl ] && ! python3 -c 'import nemo' 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src
-  plugin=(-p qwen_acceptance.plugin)   # not pip-installed: load the plugin by name
-else
-  plugin=()
-fi
-# Required on shared NVLink hosts; harmless elsewhere.
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
+# shellcheck source=scripts/device-env.sh
+source scripts/device-env.sh || exit 1
 nvidia-smi -L
-common=("${plugin[@]}" -p no:cacheprovider tests/acceptance -m smoke -rA --data-cache /tmp/qa-cache "$@")
+common=("${PLUGIN[@]}" -p no:cacheprovider tests/acceptance -m smoke -rA --data-cache /tmp/qa-cache "$@")
 python3 -m pytest "${common[@]}" --baseline-update --runs-dir /tmp/qa-runs/update 2>&1 | tee "$out/pytest-update.log"
 python3 -m pytest "${common[@]}" --runs-dir /tmp/qa-runs/judge --benchmark-json "$out/bench.json" 2>&1 \
   | tee "$out/pytest-judge.log"
