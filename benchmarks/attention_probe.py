@@ -1,11 +1,14 @@
-"""Does attention alone go non-finite at qwen3_8b's shape (32 heads × 128, 8 query groups) at seq 8192?
+"""Does core attention alone go non-finite at qwen3_8b's shape (32 heads × 128, 8 query groups)?
 
 Runs SDPAttention (each SDPA backend forced in turn) and Megatron-Core's local DotProductAttention forward and
-backward in bf16 at the given sequence lengths, and prints whether outputs and gradients are finite. The
-[heads, s, s] scores of the local path have 32·8192² = 2³¹ elements at seq 8192.
-Usage: python benchmarks/attention_probe.py [SEQ ...]   (needs a CUDA GPU)
+backward in bf16 and prints whether the output and the gradients are finite, with their largest magnitudes.
+Inputs are random at the given sequence lengths, or, with ``--replay FILE``, the query, key, value and output
+gradient that a real run handed to core attention (``benchmarks/nonfinite_trace.py --dump-attention FILE``).
+Usage: python benchmarks/attention_probe.py [SEQ ...] | --replay FILE   (needs a CUDA GPU)
 """
 
+import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -15,42 +18,68 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from attention_setup import config, init_parallel_state  # noqa: E402
 
+BACKENDS = (("sdpa auto", None), ("sdpa flash", SDPBackend.FLASH_ATTENTION),
+            ("sdpa efficient", SDPBackend.EFFICIENT_ATTENTION), ("sdpa cudnn", SDPBackend.CUDNN_ATTENTION),
+            ("sdpa math", SDPBackend.MATH))
 
-def run(module, seq, heads=32, groups=8, dim=128, backend=None):
+
+def run(module, inputs, grad_output=None, backend=None):
+    """Forward and backward once; ``grad_output`` None means the gradient of mean(out²)."""
     from megatron.core.transformer.enums import AttnMaskType
 
+    q, k, v = (t.detach().clone().requires_grad_() for t in inputs)
+    seq, heads, groups, dim = q.shape[0], q.shape[2], k.shape[2], q.shape[3]
     cfg = config(heads, groups, dim, bf16=True, params_dtype=torch.bfloat16)
-    q, k, v = (torch.randn(seq, 1, n, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-               for n in (heads, groups, groups))
     mask = torch.ones(1, 1, seq, seq, dtype=torch.bool, device="cuda").triu(1)
     attn = module(cfg, 1, AttnMaskType.causal, "self").cuda()
     try:
-        if backend is None:
+        with contextlib.nullcontext() if backend is None else sdpa_kernel([backend]):
             out = attn(q, k, v, attention_mask=mask)
-        else:
-            with sdpa_kernel([backend]):
-                out = attn(q, k, v, attention_mask=mask)
-        out.float().pow(2).mean().backward()
+            if grad_output is None:
+                out.float().pow(2).mean().backward()
+            else:
+                out.backward(grad_output.reshape(out.shape))
     except RuntimeError as exc:
         return f"error: {str(exc).splitlines()[0][:90]}"
-    finite = [bool(t.isfinite().all()) for t in (out, q.grad, k.grad, v.grad)]
-    return "finite" if all(finite) else f"NON-FINITE (out, dq, dk, dv) = {finite}"
+    parts = []
+    for name, t in (("out", out), ("dq", q.grad), ("dk", k.grad), ("dv", v.grad)):
+        finite = bool(t.isfinite().all())
+        parts.append(f"{name} {t.float().abs().max().item():.3g}" if finite
+                     else f"{name} NON-FINITE ({int((~t.isfinite()).sum())} elements)")
+    return ", ".join(parts)
 
 
-if __name__ == "__main__":
+def probe(label, inputs, grad_output=None):
     from megatron.core.transformer.dot_product_attention import DotProductAttention
 
     from qwen_acceptance.attention import SDPAttention
 
+    for name, backend in BACKENDS:
+        print(f"{label} {name:15s} {run(SDPAttention, inputs, grad_output, backend)}", flush=True)
+        torch.cuda.empty_cache()
+    print(f"{label} {'local':15s} {run(DotProductAttention, inputs, grad_output)}", flush=True)
+    torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("seq", nargs="*", type=int, default=[4096, 8192])
+    parser.add_argument("--replay", type=Path, help="a dump from nonfinite_trace.py --dump-attention")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name(0)}", flush=True)
     init_parallel_state("nccl")
     from megatron.core.tensor_parallel.random import model_parallel_cuda_manual_seed
 
     model_parallel_cuda_manual_seed(1234)
-    for seq in [int(a) for a in sys.argv[1:]] or [4096, 8192]:
+    if args.replay:
+        saved = torch.load(args.replay, map_location="cuda")
+        inputs = (saved["query"], saved["key"], saved["value"])
+        for name, t in (*zip(("query", "key", "value"), inputs), ("grad_output", saved["grad_output"])):
+            print(f"replay {name:11s} {tuple(t.shape)} {t.dtype} max|x| {t.float().abs().max().item():.4g} "
+                  f"stride {t.stride()}", flush=True)
+        probe("replay", inputs, saved["grad_output"])
+        probe("replay, contiguous", tuple(t.contiguous() for t in inputs), saved["grad_output"])
+    for seq in args.seq if not args.replay else []:
         torch.manual_seed(0)
-        for name, backend in (("sdpa auto", None), ("sdpa flash", SDPBackend.FLASH_ATTENTION),
-                              ("sdpa efficient", SDPBackend.EFFICIENT_ATTENTION), ("sdpa math", SDPBackend.MATH)):
-            print(f"seq {seq} {name:15s} {run(SDPAttention, seq, backend=backend)}", flush=True)
-            torch.cuda.empty_cache()
-        print(f"seq {seq} {'local':15s} {run(DotProductAttention, seq)}", flush=True)
-        torch.cuda.empty_cache()
+        probe(f"seq {seq}", tuple(torch.randn(seq, 1, n, 128, device="cuda", dtype=torch.bfloat16)
+                                  for n in (32, 8, 8)))
