@@ -163,6 +163,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def cmd_memory(args: argparse.Namespace) -> int:
+    """Modelled peak memory per GPU for a model and layout, before any GPU is booked (``memory.py``)."""
+    from . import memory, recipes
+
+    args.probe = True  # a plan, not an acceptance run: any GPU count
+    spec = spec_from_args(args.model, args)
+    unused = Path("unused")
+    try:
+        recipe = recipes.build(spec, recipes.RunPaths(unused, unused, unused), te=False, attention="sdpa")
+    except ImportError as exc:
+        raise AcceptanceError(f"memory: reading {spec.name}'s NeMo recipe needs NeMo ({exc.name} not importable)")
+    dims, parallel = memory.for_recipe(spec, recipe.model.config)
+    est = memory.estimate(dims, parallel)
+    capacities = {"--gpu-memory": args.gpu_memory} if args.gpu_memory else memory.capacities()
+    fits = {name: memory.fits(est, gib) for name, gib in capacities.items()}
+    if args.json:
+        _print_json({"model": spec.name, "gpus": spec.gpus, "layout": spec.layout.describe(),
+                     "global_batch_size": spec.global_batch_size, "micro_batch_size": spec.micro_batch_size,
+                     "seq_length": spec.seq_length, "recompute": parallel.recompute, **est.__dict__,
+                     "headroom": memory.HEADROOM, "fits": fits})
+    else:
+        print(f"{spec.name} on {spec.gpus} GPU{'s' if spec.gpus > 1 else ''}, {spec.layout.describe()}, global batch {spec.global_batch_size} "
+              f"(micro {spec.micro_batch_size}, {parallel.microbatches} per data-parallel rank), seq "
+              f"{spec.seq_length}, {'full recompute' if parallel.recompute else 'no recompute'}; busiest rank: "
+              f"{est.params_per_rank / 1e9:.2f} B parameters, weights+gradients+optimizer {est.static_gib:.1f} GiB, "
+              f"activations {est.activations_gib:.1f} GiB, logits {est.logits_gib:.1f} GiB, optimizer-step "
+              f"temporary {est.optimizer_step_gib:.1f} GiB; peak {est.peak_gib:.1f} GiB, "
+              f"{est.peak_gib * (1 + memory.HEADROOM):.1f} GiB with {memory.HEADROOM:.0%} headroom")
+        for name, ok in fits.items():
+            print(f"  {name} ({capacities[name]} GiB): {'fits' if ok else 'does not fit'}")
+    return EXIT_PASS if all(fits.values()) or not args.gpu_memory else EXIT_FAIL
+
+
 def probe_result(spec: models.ModelSpec, log: logparse.TrainingLog, log_path: Path) -> dict:
     """The probe's numbers: the reference's mean with a window trimmed for a short run (a tenth, at least 3 steps
     at each end: the first steps compile and warm up)."""
@@ -276,6 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, kwargs in launch.OPTIONS:
         ben.add_argument(flag, **kwargs)
     ben.set_defaults(func=cmd_bench)
+
+    mem = sub.add_parser("memory", help="modelled peak GPU memory for a model and layout (no GPU needed)")
+    mem.add_argument("model")
+    mem.add_argument("--gpu-memory", type=float, metavar="GIB",
+                     help="judge against this much memory per GPU; exit 1 if it does not fit "
+                          "(default: report against the GPUs in gpus.yaml)")
+    mem.add_argument("--json", action="store_true", help="machine-readable output")
+    add_run_arguments(mem)
+    mem.set_defaults(func=cmd_memory)
     return parser
 
 

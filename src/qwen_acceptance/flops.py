@@ -55,9 +55,14 @@ def training_flops_per_token(d: Dims) -> float:
     return 3.0 * forward
 
 
+def gpu_table(path: Path | None = None) -> dict[str, Any]:
+    """gpus.yaml: measured facts per GPU model (name as ``torch.cuda.get_device_name`` gives it)."""
+    return yamlio.load(path or Path(str(resources.files(__package__).joinpath("gpus.yaml")))) or {}
+
+
 def peak_tflops(gpu_name: str | None, path: Path | None = None) -> float | None:
     """The measured dense bf16 peak of this GPU model (gpus.yaml), or None when it has not been measured."""
-    table = yamlio.load(path or Path(str(resources.files(__package__).joinpath("gpus.yaml")))) or {}
+    table = gpu_table(path)
     if not gpu_name:
         return None
     entry = table.get(gpu_name)

@@ -14,15 +14,24 @@ non-TE layer (SDPA attention: no s×s scores are kept):
 The logits: bf16 [tokens, vocab/TP] and their fp32 copy for the cross entropy, 6 bytes per element, on the last
 pipeline stage. 1F1B pipelining keeps min(PP, microbatches) microbatches' activations on the first stage.
 Peak = weights and gradients + the larger of (activations + logits) and (the optimizer step's temporary).
+
+Checked against the peaks (``max_memory_allocated``) of real runs on 1× and 2× H200 (BENCHMARKS.md): the model
+is 0–5% below every one. A run also needs what the caching allocator reserves beyond its allocated peak: the one
+that ran out of memory had 9.6 GiB reserved but unallocated. ``fits`` therefore asks for 15% headroom.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from . import flops
+from .errors import AcceptanceError
 from .flops import Dims
+from .models import ModelSpec
 
 GIB = 2**30
+HEADROOM = 0.15  # the model's shortfall (up to 5%) plus allocator reserve (about 7% of an H200 in the OOM seen)
 
 
 @dataclass(frozen=True)
@@ -89,3 +98,35 @@ def estimate(d: Dims, p: Parallel, *, tied_embeddings: bool = False) -> Estimate
     first = _stage(d, p, 1, min(p.pp, p.microbatches), False)
     last = _stage(d, p, 1, 1, True)  # a tied output layer is a copy of the embedding on the last stage
     return max(first, last, key=lambda e: e.peak_gib)
+
+
+def fits(estimate: Estimate, capacity_gib: float, headroom: float = HEADROOM) -> bool:
+    """Whether a layout is expected to run on a GPU with ``capacity_gib`` (what ``torch.cuda`` reports as total)."""
+    return estimate.peak_gib * (1 + headroom) <= capacity_gib
+
+
+def parallel_for(spec: ModelSpec, recompute: bool = False) -> Parallel:
+    """The model's layout and batch as the memory model sees them; it has no terms for context or expert parallelism."""
+    lay = spec.layout
+    if lay.cp > 1 or lay.ep > 1:
+        raise AcceptanceError(f"{spec.name}: the memory model covers TP, PP, DP, SP and full recompute, not context "
+                              f"or expert parallelism (layout {lay.describe()})")
+    dp = spec.data_parallel
+    return Parallel(tp=lay.tp, pp=lay.pp, dp=dp, sp=lay.sp, micro_batch=spec.micro_batch_size,
+                    microbatches=spec.global_batch_size // (spec.micro_batch_size * dp), recompute=recompute)
+
+
+def for_recipe(spec: ModelSpec, model_config: Any) -> tuple[Dims, Parallel]:
+    """Dims and layout from the NeMo recipe's model config (so overrides count); full recompute when the recipe
+    asks for it (selective recompute saves nothing here: SDPA keeps no attention scores)."""
+    recompute = getattr(model_config, "recompute_granularity", None) == "full"
+    if recompute and getattr(model_config, "recompute_method", None) != "uniform":
+        raise AcceptanceError(f"{spec.name}: the memory model knows full recompute of every layer "
+                              "(recompute_method uniform), not 'block' or partial recompute")
+    return flops.Dims.from_config(model_config, spec.seq_length), parallel_for(spec, recompute)
+
+
+def capacities(path: Any = None) -> dict[str, float]:
+    """GPU memory as PyTorch reports it (GiB), for the GPUs gpus.yaml lists with ``memory_gib``."""
+    return {name: float(entry["memory_gib"]) for name, entry in flops.gpu_table(path).items()
+            if isinstance(entry, dict) and isinstance(entry.get("memory_gib"), (int, float))}

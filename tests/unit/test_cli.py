@@ -109,3 +109,34 @@ def test_launch_dry_run_prints_command_and_resolved_config(tmp_path):
 def test_launch_rejects_fewer_gpus_than_the_reference():
     out = cli("launch", "qwen3_8b", "--dry-run", "--gpus", "4", "--tokenizer", "bundled:qwen3")
     assert out.returncode == 2 and "field 'gpus' is 4, below the reference's 8" in out.stderr
+
+
+def test_memory_reads_the_real_recipe_and_judges_a_card():
+    out = cli("memory", "qwen2_72b", "--json")  # the recipe's TP8 PP4 on 32 GPUs, no sequence parallelism
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["layout"] == "TP8 PP4 CP1" and data["recompute"] is False
+    assert 99 < data["peak_gib"] < 101 and data["fits"] == {"NVIDIA H200": True}
+    too_small = cli("memory", "qwen2_72b", "--gpu-memory", "79")
+    assert too_small.returncode == 1 and "does not fit" in too_small.stdout
+    with_sp = cli("memory", "qwen2_72b", "--layout", "sp=true", "--gpu-memory", "79")
+    assert with_sp.returncode == 0 and "fits" in with_sp.stdout
+
+
+def test_memory_takes_recompute_from_the_overrides():
+    out = cli("memory", "qwen2_72b", "--json", "--layout", "sp=true",
+              "--override", "model.config.recompute_granularity=full", "--override", "model.config.recompute_method=uniform",
+              "--override", "model.config.recompute_num_layers=1")
+    data = json.loads(out.stdout)
+    assert data["recompute"] is True and data["activations_gib"] < 2  # each layer's input only
+
+
+@pytest.mark.parametrize("args, message", [
+    (["qwen3_30b_a3b"], "not context or expert parallelism (layout TP4 PP2 CP1 EP4 ETP1 SP)"),
+    (["qwen2_72b", "--override", "model.config.recompute_granularity=full", "--override",
+      "model.config.recompute_method=block"], "not 'block' or partial recompute"),
+])
+def test_memory_refuses_what_it_does_not_model(args, message):
+    out = cli("memory", *args)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("qwen-acceptance:")]
+    assert out.returncode == 2 and len(errors) == 1 and message in errors[0], out.stderr
