@@ -216,11 +216,35 @@ def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
             proc.wait(timeout=wait)
             # torchrun's children may outlive it for a moment: make sure the group is empty.
             os.killpg(proc.pid, signal.SIGKILL)
+            _wait_group_gone(proc.pid)
             return
         except ProcessLookupError:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def _wait_group_gone(pgid: int, timeout: float = 5.0) -> None:
+    """SIGKILL is delivered asynchronously: return once no live process of the group is left (its GPU memory is
+    free for the next run). Orphans that are already zombies wait for their reaper and count as gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _live_members(pgid):
+        time.sleep(0.05)
+
+
+def _live_members(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
+            return True
+    return False
 
 
 def run(cmd: Sequence[str], *, log_path: Path, name: str, total_steps: int, limits: Limits = Limits(),
