@@ -23,6 +23,7 @@ that ran out of memory had 9.6 GiB reserved but unallocated. ``fits`` therefore 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import flops
@@ -126,7 +127,7 @@ def for_recipe(spec: ModelSpec, model_config: Any) -> tuple[Dims, Parallel]:
     return flops.Dims.from_config(model_config, spec.seq_length), parallel_for(spec, recompute)
 
 
-def capacities(path: Any = None) -> dict[str, float]:
+def capacities(path: Path | None = None) -> dict[str, float]:
     """GPU memory as PyTorch reports it (GiB), for the GPUs gpus.yaml lists with ``memory_gib``."""
     return {name: float(entry["memory_gib"]) for name, entry in flops.gpu_table(path).items()
             if isinstance(entry, dict) and isinstance(entry.get("memory_gib"), (int, float))}
