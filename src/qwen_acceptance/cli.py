@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from . import baselines, flops, launch, logparse, metrics, models, preprocess, sources, verdict, yamlio
 from .errors import AcceptanceError
@@ -184,8 +184,8 @@ def cmd_memory(args: argparse.Namespace) -> int:
                      "seq_length": spec.seq_length, "recompute": parallel.recompute, **est.__dict__,
                      "headroom": memory.HEADROOM, "fits": fits})
     else:
-        print(f"{spec.name} on {spec.gpus} GPU{'s' if spec.gpus > 1 else ''}, {spec.layout.describe()}, global batch {spec.global_batch_size} "
-              f"(micro {spec.micro_batch_size}, {parallel.microbatches} per data-parallel rank), seq "
+        print(f"{spec.name} on {spec.gpus} GPU{'s' if spec.gpus > 1 else ''}, {spec.layout.describe()}, "
+              f"global batch {spec.global_batch_size} (micro {spec.micro_batch_size}, {parallel.microbatches} per data-parallel rank), seq "
               f"{spec.seq_length}, {'full recompute' if parallel.recompute else 'no recompute'}; busiest rank: "
               f"{est.params_per_rank / 1e9:.2f} B parameters, weights+gradients+optimizer {est.static_gib:.1f} GiB, "
               f"activations {est.activations_gib:.1f} GiB, logits {est.logits_gib:.1f} GiB, optimizer-step "
@@ -293,31 +293,34 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
     pre.set_defaults(func=cmd_preprocess)
 
-    lau = sub.add_parser("launch", help="train a model of the matrix with NeMo (torchrun), as the pytest suite does")
-    lau.add_argument("model")
+    lau = _model_parser(sub, "launch", cmd_launch, live=True,
+                        help="train a model of the matrix with NeMo (torchrun), as the pytest suite does")
     lau.add_argument("--dry-run", action="store_true", help="print the command and resolved configuration (YAML)")
-    add_run_arguments(lau)
-    for flag, kwargs in launch.OPTIONS:
-        lau.add_argument(flag, **kwargs)
-    lau.set_defaults(func=cmd_launch)
 
-    ben = sub.add_parser("bench", help="throughput probe: the full model for a few steps; tokens/s/GPU, MFU, memory")
-    ben.add_argument("model")
+    ben = _model_parser(sub, "bench", cmd_bench, live=True,
+                        help="throughput probe: the full model for a few steps; tokens/s/GPU, MFU, memory")
     ben.add_argument("--steps", type=int, default=30, help="steps to run (default 30)")
     ben.add_argument("--json", action="store_true", help="machine-readable output")
-    add_run_arguments(ben)
-    for flag, kwargs in launch.OPTIONS:
-        ben.add_argument(flag, **kwargs)
-    ben.set_defaults(func=cmd_bench)
 
-    mem = sub.add_parser("memory", help="modelled peak GPU memory for a model and layout (no GPU needed)")
-    mem.add_argument("model")
+    mem = _model_parser(sub, "memory", cmd_memory, live=False,
+                        help="modelled peak GPU memory for a model and layout (no GPU needed)")
     mem.add_argument("--gpu-memory", type=float, metavar="GIB",
                      help="judge against this much memory per GPU; exit 1 if it does not fit "
                           "(default: report against the GPUs in gpus.yaml)")
     mem.add_argument("--json", action="store_true", help="machine-readable output")
-    add_run_arguments(mem)
-    mem.set_defaults(func=cmd_memory)
+    return parser
+
+
+def _model_parser(sub: Any, name: str, func: Callable[[argparse.Namespace], int], *, live: bool,
+                  help: str) -> argparse.ArgumentParser:
+    """A subcommand about one model of the matrix: the run options (``train``'s), and where it starts a run,
+    the launcher's options (``launch.OPTIONS``, shared with the pytest plugin)."""
+    parser = sub.add_parser(name, help=help)
+    parser.add_argument("model")
+    add_run_arguments(parser)
+    for flag, kwargs in launch.OPTIONS if live else ():
+        parser.add_argument(flag, **kwargs)
+    parser.set_defaults(func=func)
     return parser
 
 
