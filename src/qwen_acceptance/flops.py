@@ -68,9 +68,16 @@ def peak_tflops(gpu_name: str | None, path: Path | None = None) -> float | None:
     entry = table.get(gpu_name)
     if entry is None:
         return None
-    value = entry.get("bf16_dense_tflops")
-    if not isinstance(value, (int, float)) or value <= 0:
-        raise AcceptanceError(f"gpus.yaml: {gpu_name}: bf16_dense_tflops must be a positive number")
+    return gpu_fact(gpu_name, entry, "bf16_dense_tflops", required=True)
+
+
+def gpu_fact(gpu_name: str, entry: Any, field: str, *, required: bool) -> float | None:
+    """One positive number of a gpus.yaml entry; a wrong one is an error naming the GPU and field."""
+    value = entry.get(field) if isinstance(entry, dict) else None
+    if value is None and not required and isinstance(entry, dict):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise AcceptanceError(f"gpus.yaml: {gpu_name}: {field} must be a positive number")
     return float(value)
 
 

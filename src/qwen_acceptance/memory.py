@@ -129,5 +129,6 @@ def for_recipe(spec: ModelSpec, model_config: Any) -> tuple[Dims, Parallel]:
 
 def capacities(path: Path | None = None) -> dict[str, float]:
     """GPU memory as PyTorch reports it (GiB), for the GPUs gpus.yaml lists with ``memory_gib``."""
-    return {name: float(entry["memory_gib"]) for name, entry in flops.gpu_table(path).items()
-            if isinstance(entry, dict) and isinstance(entry.get("memory_gib"), (int, float))}
+    found = {name: flops.gpu_fact(name, entry, "memory_gib", required=False)
+             for name, entry in flops.gpu_table(path).items()}
+    return {name: gib for name, gib in found.items() if gib is not None}

@@ -2,7 +2,8 @@
 
 import pytest
 
-from qwen_acceptance import flops
+from qwen_acceptance import flops, memory
+from qwen_acceptance.errors import AcceptanceError
 
 
 def test_dense_qwen3_8b_by_hand():
@@ -24,6 +25,25 @@ def test_moe_counts_only_the_routed_experts():
 def test_mfu_and_unknown_gpu():
     assert flops.mfu(10_000.0, 5.0e10, 500.0) == pytest.approx(1.0)
     assert flops.peak_tflops("A GPU nobody measured") is None
+
+
+@pytest.mark.parametrize("entry, field, read", [
+    ("{bf16_dense_tflops: fast, memory_gib: 80}", "bf16_dense_tflops", lambda p: flops.peak_tflops("Some GPU", p)),
+    ("{bf16_dense_tflops: 700, memory_gib: -1}", "memory_gib", memory.capacities),
+    ("just a name", "bf16_dense_tflops", lambda p: flops.peak_tflops("Some GPU", p)),
+    ("just a name", "memory_gib", memory.capacities),
+])
+def test_a_wrong_gpus_yaml_entry_is_named(tmp_path, entry, field, read):
+    path = tmp_path / "gpus.yaml"
+    path.write_text(f"Some GPU: {entry}\n")
+    with pytest.raises(AcceptanceError, match=f"gpus.yaml: Some GPU: {field} must be a positive number"):
+        read(path)
+
+
+def test_capacities_list_only_gpus_with_a_measured_memory(tmp_path):
+    path = tmp_path / "gpus.yaml"
+    path.write_text("A: {bf16_dense_tflops: 700, memory_gib: 79.1}\nB: {bf16_dense_tflops: 900}\n")
+    assert memory.capacities(path) == {"A": 79.1}
 
 
 def test_probe_result_from_a_recorded_h200_bench_log():
