@@ -75,23 +75,18 @@ def test_bad_input_is_exit_2_with_one_line(tmp_path, name, content, message):
     assert out.stderr.count("\n") == 1 and message in out.stderr and out.stderr.startswith("qwen-acceptance: error:")
 
 
-def test_missing_baseline_never_passes(tmp_path):
+@pytest.mark.parametrize("baselines, message", [
+    ("qwen3_8b:\n  final_loss: null\n", "no measured baseline for 'qwen3_8b'"),  # a missing baseline never passes
+    ("qwen3_8b: {final_loss: [\n", "b.yaml:2: invalid YAML"),  # a corrupt file is named with its line
+])
+def test_a_missing_or_corrupt_baseline_is_bad_input(tmp_path, baselines, message):
     log = write_log(tmp_path / "run.log", 1000, loss=lambda s: 3.0)
     base = tmp_path / "b.yaml"
-    base.write_text("qwen3_8b:\n  final_loss: null\n")
+    base.write_text(baselines)
     out = cli("check", log, "--model", "qwen3_8b", "--baselines", base)
-    assert out.returncode == 2 and "no measured baseline for 'qwen3_8b'" in out.stderr
+    assert out.returncode == 2 and message in out.stderr
 
 
-def test_corrupt_baselines_named(tmp_path):
-    log = write_log(tmp_path / "run.log", 1000, loss=lambda s: 3.0)
-    base = tmp_path / "b.yaml"
-    base.write_text("qwen3_8b: {final_loss: [\n")
-    out = cli("check", log, "--model", "qwen3_8b", "--baselines", base)
-    assert out.returncode == 2 and "b.yaml:2: invalid YAML" in out.stderr
-
-
-@pytest.mark.slow
 def test_launch_dry_run_prints_command_and_resolved_config(tmp_path):
     import yaml
 

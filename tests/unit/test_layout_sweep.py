@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from qwen_acceptance import memory, models, recipes
+from qwen_acceptance import cli, memory, recipes
+from qwen_acceptance.train import spec_from_args
 
 ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("layout_sweep", ROOT / "benchmarks/layout_sweep.py")
@@ -21,16 +22,11 @@ ALL = [c for gpus in (2, 4, 8) for c in layout_sweep.candidates(gpus)]
 
 
 def probe_spec(c):
-    base = models.get_model(c.model)
-    changes = {"gpus": c.gpus, "layout": models.parse_layout(c.layout, base.layout),
-               "global_batch_size": SWEEP_BATCH}
-    if c.micro_batch_size:
-        changes["micro_batch_size"] = c.micro_batch_size
-    if c.override:
-        from qwen_acceptance.train import parse_overrides
-
-        changes["overrides"] = {**base.overrides, **parse_overrides(c.override)}
-    return base.with_changes(probe=True, **changes)  # raises on a layout the reference's rules refuse
+    """The spec the sweep's own `bench` command line gives, read by the real CLI parser (raises on a layout the
+    reference's rules refuse)."""
+    args = cli.build_parser().parse_args(c.command(30, SWEEP_BATCH, [])[3:])
+    args.probe = True  # as cmd_bench sets it
+    return spec_from_args(args.model, args)
 
 
 @pytest.mark.parametrize("c", ALL, ids=lambda c: c.stem)
