@@ -79,7 +79,8 @@ if __name__ == "__main__":
                   f"stride {t.stride()}", flush=True)
         probe("replay", inputs, saved["grad_output"])
         probe("replay, contiguous", tuple(t.contiguous() for t in inputs), saved["grad_output"])
-    for seq in args.seq if not args.replay else []:
-        torch.manual_seed(0)
-        probe(f"seq {seq}", tuple(torch.randn(seq, 1, n, 128, device="cuda", dtype=torch.bfloat16)
-                                  for n in (32, 8, 8)))
+    else:
+        for seq in args.seq:
+            torch.manual_seed(0)
+            probe(f"seq {seq}", tuple(torch.randn(seq, 1, n, 128, device="cuda", dtype=torch.bfloat16)
+                                      for n in (32, 8, 8)))

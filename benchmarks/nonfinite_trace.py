@@ -90,13 +90,12 @@ class Tracer:
         """Hook every module's forward and every parameter created from now on; returns the undo."""
         handle = torch.nn.modules.module.register_module_forward_hook(self._forward_hook)
         original = torch.nn.Module.register_parameter
-        tracer = self
 
         def register_parameter(module: torch.nn.Module, name: str, param: torch.nn.Parameter | None) -> None:
             original(module, name, param)
             if param is not None and param.requires_grad:
                 where = f"{type(module).__name__}.{name}"
-                param.register_hook(lambda grad, where=where: tracer.check("param", where, grad, True))
+                param.register_hook(lambda grad, where=where: self.check("param", where, grad, True))
 
         torch.nn.Module.register_parameter = register_parameter
 
