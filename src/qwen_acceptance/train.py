@@ -71,6 +71,7 @@ def runtime_workarounds(*, te: bool, seed: int) -> list[str]:
         if not hasattr(moe_utils, "te_general_gemm"):
             moe_utils.te_general_gemm = None
             applied.append("megatron.core.transformer.moe.moe_utils.te_general_gemm = None")
+    applied.append(order_ddp_init())
     # NeMo 2.5 seeds model initialisation with init_parallel_ranks' default (1234) and no way to pass another;
     # the matrix's seed goes in here so a run with another seed really differs.
     from nemo.lightning import _strategy_lib
@@ -84,6 +85,39 @@ def runtime_workarounds(*, te: bool, seed: int) -> list[str]:
     _strategy_lib.init_parallel_ranks = init_parallel_ranks
     applied.append(f"model init seed {seed} (nemo.lightning._strategy_lib.init_parallel_ranks)")
     return applied
+
+
+def order_ddp_init() -> str:
+    """Order NeMo's DDP construction with the default CUDA stream (the first-step NaN at full width).
+
+    NeMo 2.5's ``MegatronParallel.init_model_parallel`` builds Megatron-Core's DDP inside
+    ``torch.cuda.stream(torch.cuda.Stream())`` (for full-iteration CUDA graphs) and never orders that side stream
+    with the default one. There, ``_ParamAndGradBuffer`` copies every parameter into the new contiguous buffer and
+    frees the old storage: the copy may read a parameter before the default stream has written it, and the freed
+    block may be handed to the default stream and overwritten before the copy has read it. Either way a parameter
+    starts training with garbage (measured: ``k_layernorm.weight``, BENCHMARKS.md). Megatron-LM fixed the same
+    pattern upstream (issue #2044, PRs #2652 and #2852); NeMo 2.5.3 still has it. The side stream waits for the
+    default stream before, and the default stream for the side stream after: no numbers change, only the order.
+    """
+    import functools
+
+    from nemo.lightning.megatron_parallel import MegatronParallel
+
+    nemo_init_ddp = getattr(MegatronParallel.init_ddp, "__wrapped__", MegatronParallel.init_ddp)
+
+    @functools.wraps(nemo_init_ddp)
+    def init_ddp(self: Any) -> Any:
+        import torch
+
+        side, default = torch.cuda.current_stream(), torch.cuda.default_stream()
+        side.wait_stream(default)
+        try:
+            return nemo_init_ddp(self)
+        finally:
+            default.wait_stream(side)
+
+    MegatronParallel.init_ddp = init_ddp
+    return "DDP built in stream order with the default stream (nemo.lightning.megatron_parallel.MegatronParallel.init_ddp)"
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
