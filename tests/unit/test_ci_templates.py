@@ -10,7 +10,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-SCRIPTS = [ROOT / ".ci/run", *sorted((ROOT / "scripts").glob("*.sh")), *sorted((ROOT / "ci/slurm").glob("*.sbatch"))]
+SCRIPTS = [ROOT / ".ci/run", *sorted((ROOT / "scripts").glob("*.sh")), *sorted((ROOT / "benchmarks").glob("*.sh")), *sorted((ROOT / "ci/slurm").glob("*.sbatch"))]
 
 
 def test_workflow_matches_githubs_schema():
