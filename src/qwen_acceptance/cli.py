@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
-from . import baselines, flops, launch, logparse, metrics, models, preprocess, sources, verdict, yamlio
+from . import baselines, flops, launch, logparse, metrics, models, preprocess, recipes, sources, verdict, yamlio
 from .errors import AcceptanceError
 from .train import add_run_arguments, spec_from_args
 
@@ -120,6 +120,8 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
 def cmd_launch(args: argparse.Namespace) -> int:
     spec = spec_from_args(args.model, args)
+    if args.override and not args.dry_run:  # a dry run builds the recipe anyway
+        recipes.check_overrides(spec)
     plan = launch.plan(spec, runs_dir=args.runs_dir, data=launch.data_choice(args), models_file=args.models,
                        te=args.te, attention=args.attention, prepare_data=not args.dry_run)
     if args.dry_run:
@@ -145,6 +147,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                              # No validation; Lightning also wants the interval within one epoch of batches.
                              overrides={**base.overrides, "trainer.limit_val_batches": 0,
                                         "trainer.val_check_interval": args.steps})
+    if args.override:
+        recipes.check_overrides(spec)
     plan = launch.plan(spec, runs_dir=args.runs_dir, data=launch.data_choice(args), models_file=args.models,
                        te=args.te, attention=args.attention)
     outcome = launch.execute(plan, limits=launch.limits(args), progress=sys.stderr)
@@ -165,7 +169,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_memory(args: argparse.Namespace) -> int:
     """Modelled peak memory per GPU for a model and layout, before any GPU is booked (``memory.py``)."""
-    from . import memory, recipes
+    from . import memory
 
     args.probe = True  # a plan, not an acceptance run: any GPU count
     spec = spec_from_args(args.model, args)
@@ -201,7 +205,7 @@ def probe_result(spec: models.ModelSpec, log: logparse.TrainingLog, log_path: Pa
     at each end: the first steps compile and warm up)."""
     trim = max(3, spec.max_steps // 10)
     tp = metrics.throughput(log, trim=trim, seq_length=spec.seq_length, gpus=spec.gpus)
-    dims = flops.Dims.from_config(SimpleNamespace(**log.resolved.get("model", {})), spec.seq_length)
+    dims = flops.Dims.from_config(SimpleNamespace(**log.shape), spec.seq_length)
     per_token = flops.training_flops_per_token(dims)
     gpu = log.environment.get("gpu") or log.gpu_name
     peak = flops.peak_tflops(gpu)
@@ -233,8 +237,6 @@ def _dry_run_config(plan: launch.Plan, te: str, attention: str) -> dict:
         "data": {"prefix": str(plan.data_prefix), "tokenizer": str(plan.tokenizer_dir)},
     }
     try:
-        from . import recipes
-
         use_te = recipes.resolve_te(te)
         recipe = recipes.build(spec, recipes.RunPaths(plan.data_prefix, plan.tokenizer_dir, plan.run_dir),
                                nodes=topo.nnodes, te=use_te, attention=attention)

@@ -109,7 +109,7 @@ def command(spec: ModelSpec, topo: Topology, *, data_prefix: Path, tokenizer_dir
              "--micro-batch-size", str(spec.micro_batch_size), "--warmup-steps", str(spec.lr.warmup_steps),
              "--te", te, "--attention", attention]
     train += [f"--override={key}={json.dumps(value)}" for key, value in spec.overrides.items()]
-    if spec.gpus < spec.reference_gpus:
+    if spec.probe or spec.gpus < spec.reference_gpus:
         train.append("--probe")
     if models_file is not None:
         train += ["--models", str(models_file)]

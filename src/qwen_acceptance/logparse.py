@@ -21,6 +21,8 @@ from .errors import AcceptanceError
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _HEAD = re.compile(r"Training epoch (?P<epoch>\d+), iteration (?P<iteration>\d+)/(?P<last>\d+)")
 _DEVICE = re.compile(r"CUDA device \('(?P<name>[^']+)'\)")
+# NeMo lists its process groups at start ("All data parallel group ranks ...: [[0, 1, ...]]"): the world size.
+_GROUP_RANKS = re.compile(r"All [\w ]*group ranks[\w ]*: (?P<ranks>\[\[[\d, \[\]]*\]\])")
 _NEMO_STAMP = re.compile(r"\[NeMo [IWE] (?P<stamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) ")
 _FIELD_SEP = " | "
 
@@ -65,6 +67,13 @@ class TrainingLog:
     environment: dict = field(default_factory=dict)  # from the suite's own ENV_MARKER line, when present
     resolved: dict = field(default_factory=dict)  # from its CONFIG_MARKER line
     peak_memory: list = field(default_factory=list)  # from the PEAK_MARKER lines, one per rank
+    world_size: int | None = None  # from NeMo's process-group lines, when it printed them
+
+    @property
+    def shape(self) -> dict:
+        """The model shape in the resolved line ("shape"; logs before it was named carry it as "model")."""
+        shape = self.resolved.get("shape", self.resolved.get("model"))
+        return shape if isinstance(shape, dict) else {}
 
     def ordered(self) -> list[StepRecord]:
         """Steps sorted by step number: the order the reference rules count in."""
@@ -111,6 +120,9 @@ class LogParser:
         text = _ANSI.sub("", raw.rstrip("\r\n"))
         if log.started is None and (stamp := _NEMO_STAMP.search(text)):
             log.started = stamp.group("stamp")
+        if groups := _GROUP_RANKS.search(text):
+            ranks = [int(r) for r in re.findall(r"\d+", groups.group("ranks"))]
+            log.world_size = max(log.world_size or 0, max(ranks, default=-1) + 1) or None
         if log.gpu_name is None and (device := _DEVICE.search(text)):
             log.gpu_name = device.group("name")
         for marker, target in ((ENV_MARKER, log.environment), (CONFIG_MARKER, log.resolved),

@@ -71,6 +71,7 @@ class ModelSpec:
     data: DataSpec
     markers: tuple[str, ...] = ()  # pytest markers beside the model's own name (e.g. smoke)
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    probe: bool = False  # a probe (bench, --probe): may change what the reference fixes; never judged as reference
 
     @property
     def final_step(self) -> int:
@@ -84,8 +85,8 @@ class ModelSpec:
     def with_changes(self, *, probe: bool = False, **changes: Any) -> "ModelSpec":
         """The same model with other GPUs, layout, seed, steps or batch, re-checked against the reference's rules.
         ``probe``: a throughput probe, which may use fewer GPUs than the reference (never an acceptance run)."""
-        spec = replace(self, **changes)
-        _check(spec, f"{self.name} (with {', '.join(f'{k}={v}' for k, v in changes.items())})", probe=probe)
+        spec = replace(self, probe=probe or self.probe, **changes)
+        _check(spec, f"{self.name} (with {', '.join(f'{k}={v}' for k, v in changes.items())})")
         return spec
 
 
@@ -106,7 +107,7 @@ def _positive_int(where: str, name: str, value: Any) -> int:
 def _build(cls: type, where: str, data: Any) -> Any:
     if not isinstance(data, Mapping):
         raise AcceptanceError(f"{where}: must be a mapping, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
+    known = {f.name for f in fields(cls)} - {"probe"}  # set by the command line, never by the matrix
     unknown = sorted(set(data) - known)
     if unknown:
         raise AcceptanceError(f"{where}: unknown field(s) {', '.join(map(str, unknown))}")
@@ -116,14 +117,14 @@ def _build(cls: type, where: str, data: Any) -> Any:
         raise AcceptanceError(f"{where}: {exc}") from None
 
 
-def _check(spec: ModelSpec, where: str, probe: bool = False) -> None:
+def _check(spec: ModelSpec, where: str) -> None:
     """The reference's constraints: a clear error for each, naming the model and the field."""
     for name in ("reference_gpus", "gpus", "global_batch_size", "micro_batch_size", "seq_length", "max_steps"):
         _positive_int(where, name, getattr(spec, name))
     lay = spec.layout
     for name in ("tp", "pp", "cp", "ep", "etp"):
         _positive_int(f"{where}.layout", name, getattr(lay, name))
-    if spec.gpus < spec.reference_gpus and not probe:
+    if spec.gpus < spec.reference_gpus and not spec.probe:
         raise AcceptanceError(
             f"{where}: field 'gpus' is {spec.gpus}, below the reference's {spec.reference_gpus} "
             "(the layout may change, never with fewer GPUs)"

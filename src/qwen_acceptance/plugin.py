@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from . import baselines, curves, launch, logparse, metrics, models, report, verdict
+from . import baselines, conformance, curves, launch, logparse, metrics, models, report, verdict
 from .errors import AcceptanceError
 from .logparse import TrainingLog
 
@@ -43,6 +43,7 @@ class AcceptanceSession:
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model: the numbers the tests judged
     diffs: list[str] = field(default_factory=list)
     report_errors: list[str] = field(default_factory=list)
+    conformance: dict[str, conformance.Conformance] = field(default_factory=dict)
 
     def recorded_log(self, model: str) -> Path | None:
         if model in self.recorded_logs:
@@ -96,6 +97,20 @@ class AcceptanceSession:
 
     def _baseline(self, model: str) -> baselines.Baseline:
         return baselines.require(baselines.load(self.baselines_path), model, self.baselines_path)
+
+    def conformance_of(self, run: RunResult) -> conformance.Conformance:
+        """The run against its model's reference configuration, checked once per session."""
+        name = run.spec.name
+        if name not in self.conformance:
+            self.conformance[name] = conformance.check(run.log, run.spec, conformance.expected_config(run.spec))
+        return self.conformance[name]
+
+    def judge_conformance(self, run: RunResult, record_property: Any) -> conformance.Conformance:
+        result = self.conformance_of(run)
+        self._record(run, record_property, conforms=result.conforms,
+                     conformance_differences=list(result.differences),
+                     conformance_unverified=list(result.unverified))
+        return result
 
     def judge_final_loss(self, run: RunResult, record_property: Any) -> None:
         """The verdict of record, or under --baseline-update the new baseline (and a deliberate failure)."""
@@ -157,11 +172,20 @@ class AcceptanceSession:
         if problems:
             pytest.fail(f"{spec.name}: not updating the baseline from an incomplete or unclean run: "
                         + "; ".join(problems), pytrace=False)
+        conforms = self.conformance_of(run)
+        if not conforms.conforms:
+            pytest.fail(f"{spec.name}: not updating the baseline from a run that differs from the reference "
+                        "configuration: " + "; ".join(conforms.differences), pytrace=False)
+        if conformance.gpus_of(log) is None:
+            pytest.fail(f"{spec.name}: not updating the baseline: the log does not show its GPU count (NeMo's "
+                        "'All ... group ranks' lines or the suite's resolved line); give the whole log",
+                        pytrace=False)
         try:
             tps: float | None = metrics.throughput(log, seq_length=spec.seq_length, gpus=spec.gpus).mean
         except AcceptanceError:
             tps = None
-        update = baselines.Update(metrics.final_loss(log, spec.final_step), tps, provenance(run), curves.sparse(log))
+        update = baselines.Update(metrics.final_loss(log, spec.final_step), tps, provenance(run, conforms),
+                                  curves.sparse(log))
         diff = baselines.apply_updates(self.baselines_path, {spec.name: update})
         self.diffs.append(diff)
         pytest.fail(
@@ -215,25 +239,28 @@ def replay_step_times(benchmark: Any, durations: tuple[float, ...]) -> None:
     benchmark.pedantic(lambda: None, rounds=len(durations), iterations=1, warmup_rounds=0)
 
 
-def provenance(run: RunResult) -> dict[str, Any]:
-    """Where a baseline came from, so a later reader can tell whether it still applies."""
-    spec = run.spec
+def provenance(run: RunResult, conforms: conformance.Conformance) -> dict[str, Any]:
+    """Where a baseline came from, as the log tells it, so a later reader can tell whether it still applies."""
+    log, resolved = run.log, run.log.resolved
+    data = resolved.get("data") or {}
+    batches = sorted({int(v) for r in log.ordered() if (v := r.get("global_batch_size")) is not None})
     return {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "origin": run.origin,
-        "gpu": run.log.environment.get("gpu") or run.log.gpu_name,
-        "gpus": spec.gpus,
-        "layout": spec.layout.describe(),
-        "global_batch_size": spec.global_batch_size,
-        "seq_length": spec.seq_length,
-        "max_steps": spec.max_steps,
-        "seed": spec.seed,
-        "container": run.log.environment.get("container"),
-        "torch": run.log.environment.get("torch"),
-        "nemo": run.log.environment.get("nemo"),
-        "megatron_core": run.log.environment.get("megatron_core"),
-        "transformer_engine": run.log.environment.get("transformer_engine"),
-        "run_started": run.log.started,
+        "gpu": log.environment.get("gpu") or log.gpu_name,
+        "gpus": conformance.gpus_of(log),
+        "layout": resolved.get("layout"),
+        "global_batch_size": batches[0] if len(batches) == 1 else data.get("global_batch_size"),
+        "seq_length": data.get("seq_length"),
+        "max_steps": None if log.planned_last_step is None else log.planned_last_step + 1,
+        "seed": resolved.get("seed", data.get("seed")),
+        "container": log.environment.get("container"),
+        "torch": log.environment.get("torch"),
+        "nemo": log.environment.get("nemo"),
+        "megatron_core": log.environment.get("megatron_core"),
+        "transformer_engine": log.environment.get("transformer_engine"),
+        "run_started": log.started,
+        "not_verified": list(conforms.unverified),
         "log": str(run.log_path),
         "log_sha256": baselines.log_sha256(run.log_path),
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,14 +89,61 @@ def _factory_kwargs(spec: ModelSpec, factory: Any, run_dir: Path, nodes: int) ->
     return {k: v for k, v in wanted.items() if k in accepted}
 
 
-def _set_path(root: Any, dotted: str, value: Any, where: str) -> None:
+def _node_and_leaf(root: Any, dotted: str, where: str) -> tuple[Any, str, Any]:
+    """The config node that holds ``dotted``'s last part, that part, and its current value."""
     *parents, leaf = dotted.split(".")
     node = root
     for part in parents:
         node = getattr(node, part, None)
         if node is None:
             raise AcceptanceError(f"{where}: override '{dotted}': the recipe has no '{part}'")
-    setattr(node, leaf, value)
+    try:
+        current = getattr(node, leaf)
+    except AttributeError:
+        raise AcceptanceError(f"{where}: override '{dotted}': the recipe has no '{leaf}'") from None
+    return node, leaf, current
+
+
+def typed_value(dotted: str, value: Any, current: Any, where: str) -> Any:
+    """``value`` as the type of the value it replaces: ``9e-4`` (a string to YAML 1.1) reaches a float field as a
+    float; ``abc``, an empty value or ``1e3`` never reach an integer field. A field that is None takes any value."""
+    def bad(expected: str) -> AcceptanceError:
+        return AcceptanceError(f"{where}: override '{dotted}={'' if value is None else value}': expected "
+                               f"{expected} (the recipe has {current!r})")
+
+    if current is None:
+        return value
+    if value is None or value == "":
+        raise bad("a value")
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if isinstance(current, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if isinstance(current, float):
+        try:
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number):
+            raise bad("a finite number")
+        return number
+    if isinstance(current, str):
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise bad("a string")
+        return str(value)
+    if type(value) is not type(current):
+        raise bad(f"a {type(current).__name__}, which cannot be set from the command line")
+    return value
+
+
+def apply_override(root: Any, dotted: str, value: Any, where: str) -> None:
+    """Set one recipe value, checked against the path and the type of what it replaces."""
+    node, leaf, current = _node_and_leaf(root, dotted, where)
+    setattr(node, leaf, typed_value(dotted, value, current, where))
 
 
 def resolve_attention(choice: str, te: bool) -> str:
@@ -155,8 +203,18 @@ def build(spec: ModelSpec, paths: RunPaths, *, nodes: int = 1, te: bool | None =
 
         recipe.model.config.transformer_layer_spec = sdpa_layer_spec
     for dotted, value in spec.overrides.items():
-        _set_path(recipe, dotted, value, f"{spec.name}.overrides")
+        apply_override(recipe, dotted, value, f"{spec.name}.overrides")
     return recipe
+
+
+def check_overrides(spec: ModelSpec) -> None:
+    """Build the recipe here, once, so a bad ``--override`` (unknown path, wrong type) fails before any process
+    starts. Where NeMo is not importable here the training entry checks them instead, at its start."""
+    unused = Path("unused")
+    try:
+        build(spec, RunPaths(unused, unused, unused), te=False)
+    except ImportError:
+        return
 
 
 def without_transformer_engine(recipe: Any) -> None:
@@ -169,16 +227,35 @@ def without_transformer_engine(recipe: Any) -> None:
             setattr(config, name, False)
 
 
+SHAPE = ("num_layers", "hidden_size", "num_attention_heads", "num_query_groups", "kv_channels", "ffn_hidden_size",
+         "vocab_size", "seq_length", "num_moe_experts", "moe_router_topk", "moe_ffn_hidden_size", "normalization",
+         "qk_layernorm", "add_qkv_bias", "add_bias_linear", "gated_linear_unit", "activation_func", "init_method_std",
+         "rotary_base", "position_embedding_type", "share_embeddings_and_output_weights", "layernorm_epsilon",
+         "hidden_dropout", "attention_dropout", "make_vocab_size_divisible_by", "moe_aux_loss_coeff",
+         "moe_router_load_balancing_type", "recompute_granularity")
+OPTIM = ("optimizer", "lr", "weight_decay", "adam_beta1", "adam_beta2", "adam_eps", "clip_grad", "bf16", "fp16",
+         "use_distributed_optimizer")
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON can print it the same on every run (a function by name, a dtype by str)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return getattr(value, "__name__", None) or str(value)
+
+
 def resolved(recipe: Any) -> dict[str, Any]:
-    """The values a reader checks, pulled out of the built config: printed at start and tested on CPU."""
+    """The values a reader checks, pulled out of the built config: printed at start, tested on CPU, and compared
+    with the reference's by ``conformance``."""
     trainer, strategy, data, config = recipe.trainer, recipe.trainer.strategy, recipe.data, recipe.model.config
-    fields = ["num_layers", "hidden_size", "num_attention_heads", "num_query_groups", "kv_channels",
-              "ffn_hidden_size", "vocab_size", "seq_length", "num_moe_experts", "moe_router_topk",
-              "moe_ffn_hidden_size", *TE_FUSIONS, *TE_MOE]
+    optim = recipe.optim.config
+    plugins = trainer.plugins if not isinstance(trainer.plugins, list) else (trainer.plugins or [None])[0]
+    ddp = getattr(strategy, "ddp", None)
     return {
         "model_config": config.__fn_or_cls__.__name__,
         "layer_spec": getattr(config.transformer_layer_spec, "__name__", str(config.transformer_layer_spec)),
-        "model": {f: getattr(config, f, None) for f in fields},
+        "shape": {f: _plain(getattr(config, f, None)) for f in SHAPE},
+        "fusions": {f: getattr(config, f, None) for f in (*TE_FUSIONS, *TE_MOE)},
         "trainer": {
             "num_nodes": trainer.num_nodes,
             "devices": trainer.devices,
@@ -203,9 +280,17 @@ def resolved(recipe: Any) -> dict[str, Any]:
             "seed": data.seed,
         },
         "optim": {
-            "lr": recipe.optim.config.lr,
+            **{f: _plain(getattr(optim, f, None)) for f in OPTIM},
+            "scheduler": recipe.optim.lr_scheduler.__fn_or_cls__.__name__,
             "min_lr": recipe.optim.lr_scheduler.min_lr,
             "warmup_steps": recipe.optim.lr_scheduler.warmup_steps,
+            "constant_steps": getattr(recipe.optim.lr_scheduler, "constant_steps", None),
+        },
+        "precision": {
+            "plugin": _plain(getattr(plugins, "precision", None)),
+            "params_dtype": _plain(getattr(plugins, "params_dtype", None)),
+            "grad_reduce_in_fp32": getattr(plugins, "grad_reduce_in_fp32", None),
+            "ddp_grad_reduce_in_fp32": getattr(ddp, "grad_reduce_in_fp32", None),
         },
         "checkpoints": recipe.log.ckpt is not None,
         "resume": recipe.resume is not None,

@@ -132,6 +132,11 @@ def write(folder: Path, *, spec: ModelSpec, log: TrainingLog, log_path: Path, or
     if "curve_correlation" in results:
         rows.append(("curve", f"worst {results.get('curve_worst_deviation_pct')}% at step "
                               f"{results.get('curve_worst_step')}, correlation {results['curve_correlation']}"))
+    if "conforms" in results:
+        rows.append(("reference configuration", "followed" if results["conforms"] else
+                     "differs: " + "; ".join(results["conformance_differences"])))
+        if results["conformance_unverified"]:
+            rows.append(("not verified (warning)", "; ".join(results["conformance_unverified"])))
     rows.append(("verdict (reference rule)", results.get("verdict", "not judged")))
     lines = [f"# {spec.name}: acceptance run report", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]

@@ -138,20 +138,32 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def spec_from_args(model: str, args: argparse.Namespace) -> models.ModelSpec:
-    spec = models.get_model(model, args.models)
+    """The run the options ask for; an acceptance run may change the layout and GPUs (checked by the matrix's
+    rules), never what the reference fixes: that takes ``--probe``, whose log says so and never becomes a
+    baseline."""
+    from .conformance import reference_changes
+
+    reference = models.get_model(model, args.models)
     changes: dict[str, Any] = {}
     if args.gpus is not None:
         changes["gpus"] = args.gpus
     if args.layout:
-        changes["layout"] = models.parse_layout(args.layout, spec.layout)
+        changes["layout"] = models.parse_layout(args.layout, reference.layout)
     for name in ("seed", "max_steps", "global_batch_size", "micro_batch_size"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     if args.warmup_steps is not None:
-        changes["lr"] = replace(spec.lr, warmup_steps=args.warmup_steps)
+        changes["lr"] = replace(reference.lr, warmup_steps=args.warmup_steps)
     if args.override:
-        changes["overrides"] = {**spec.overrides, **parse_overrides(args.override)}
-    return spec.with_changes(probe=args.probe, **changes) if changes else spec
+        changes["overrides"] = {**reference.overrides, **parse_overrides(args.override)}
+    if not changes and not args.probe:
+        return reference
+    spec = reference.with_changes(probe=args.probe, **changes)
+    fixed = reference_changes(reference, spec)
+    if fixed and not spec.probe:
+        raise AcceptanceError(f"{model}: {'; '.join(fixed)}: the reference fixes these for an acceptance run (a "
+                              "probe may change them: --probe, never a baseline)")
+    return spec
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -186,9 +198,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     recipe = recipes.build(spec, recipes.RunPaths(args.data_prefix, args.tokenizer_dir, args.run_dir),
                            nodes=args.nodes, te=te, attention=args.attention)
     if int(os.environ.get("RANK", "0")) == 0:
-        resolved = {"model": spec.name, "layout": spec.layout.describe(), "transformer_engine": te,
+        from .conformance import reference_changes
+
+        reference = models.get_model(args.model, args.models)
+        resolved = {**recipes.resolved(recipe), "model": spec.name, "seed": spec.seed, "probe": spec.probe,
+                    "changes_from_reference": reference_changes(reference, spec),
+                    "layout": spec.layout.describe(), "transformer_engine": te,
                     "attention": recipes.resolve_attention(args.attention, te),
-                    "runtime_workarounds": applied, **recipes.resolved(recipe)}
+                    "runtime_workarounds": applied}
         print(CONFIG_MARKER + json.dumps(resolved, default=str), flush=True)
         print(ENV_MARKER + json.dumps(environment(), default=str), flush=True)
 

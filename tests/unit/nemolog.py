@@ -14,8 +14,8 @@ def fmt(value: float) -> str:
 
 
 def step_line(step: int, last: int, loss: float, *, tokens: float | None = 1.0e5, seconds: float = 0.5,
-              gbs: int = 16, extra: dict[str, float] | None = None) -> str:
-    fields: dict[str, float] = {"lr": 3e-4, "global_batch_size": gbs, "global_step": step, "reduced_train_loss": loss,
+              gbs: int = 16, lr: float = 3e-4, extra: dict[str, float] | None = None) -> str:
+    fields: dict[str, float] = {"lr": lr, "global_batch_size": gbs, "global_step": step, "reduced_train_loss": loss,
                                 "train_step_timing in s": seconds}
     if tokens is not None:
         fields["tokens_per_sec_per_gpu"] = tokens
@@ -27,12 +27,18 @@ def step_line(step: int, last: int, loss: float, *, tokens: float | None = 1.0e5
 
 
 def write_log(path: Path, steps: int, *, loss=lambda s: 10.0 - s * 0.005, tokens=lambda s: 1.0e5 + s,
-              seconds=lambda s: 0.5, noise: bool = True) -> Path:
+              seconds=lambda s: 0.5, noise: bool = True, gbs: int = 16, lr=lambda s: 3e-4,
+              world_size: int | None = None) -> Path:
+    """``world_size``: print NeMo's process-group line, as a real log has it (the GPU count)."""
     lines = ["[NeMo W 2026-11-28 20:59:28 nemo_logging:405] a warning", "GPU available: True (cuda), used: True"]
+    if world_size:
+        lines.append("[NeMo I 2026-11-28 20:59:29 nemo_logging:393] All data parallel group ranks with context "
+                     f"parallel combined: [{list(range(world_size))}]")
     if noise:
         lines.append("You are using a CUDA device ('NVIDIA H200') that has Tensor Cores.")
     for s in range(steps):
-        lines.append(step_line(s, steps - 1, loss(s), tokens=tokens(s) if tokens else None, seconds=seconds(s)))
+        lines.append(step_line(s, steps - 1, loss(s), tokens=tokens(s) if tokens else None, seconds=seconds(s),
+                               gbs=gbs, lr=lr(s)))
     lines.append("`Trainer.fit` stopped: `max_steps` reached.")
     path.write_text("\n".join(lines) + "\n")
     return path

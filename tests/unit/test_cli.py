@@ -97,8 +97,51 @@ def test_launch_dry_run_prints_command_and_resolved_config(tmp_path):
     assert config["model"]["layout"] == "TP4 PP2 CP1 EP4 ETP1 SP" and config["model"]["global_batch_size"] == 32
     nemo = config["nemo_recipe"]
     assert nemo["parallel"]["expert"] == 4 and nemo["data"]["seq_length"] == 4096
-    assert nemo["model"]["num_moe_experts"] == 128 and nemo["optim"]["warmup_steps"] == 100
+    assert nemo["shape"]["num_moe_experts"] == 128 and nemo["optim"]["warmup_steps"] == 100
     assert not list(tmp_path.iterdir())  # a dry run creates nothing
+
+
+@pytest.mark.parametrize("change", [
+    ["--override", "data.global_batch_size=64"], ["--override", "trainer.max_steps=10"],
+    ["--override", "model.config.seq_length=2048"], ["--override", "trainer.devices=4"],
+    ["--override", "trainer.strategy.tensor_model_parallel_size=3"], ["--max-steps", "10", "--warmup-steps", "2"],
+    ["--seed", "4321"], ["--global-batch-size", "64"],
+])
+def test_launch_refuses_changes_to_what_the_reference_fixes(change):
+    out = cli("launch", "qwen3_8b", "--dry-run", "--tokenizer", "bundled:qwen3", *change)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("qwen-acceptance:")]
+    assert out.returncode == 2 and len(errors) == 1, out.stderr
+    assert "the reference fixes these for an acceptance run (a probe may change them: --probe" in errors[0]
+
+
+def test_a_probe_may_change_what_the_reference_fixes():
+    import yaml
+
+    out = cli("launch", "qwen3_8b", "--dry-run", "--tokenizer", "bundled:qwen3", "--probe", "--max-steps", "10",
+              "--warmup-steps", "2", "--seed", "7", "--override", "data.global_batch_size=64")
+    assert out.returncode == 0, out.stderr
+    assert "--probe" in yaml.safe_load(out.stdout)["command"]  # the training entry, and so its log, says so
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.config.lr=fast", "override 'optim.config.lr=fast': expected a finite number"),
+    ("model.config.num_layers=abc", "override 'model.config.num_layers=abc': expected an integer"),
+    ("model.config.num_layers=", "override 'model.config.num_layers=': expected a value"),
+    ("model.config.nope=1", "override 'model.config.nope': the recipe has no 'nope'"),
+])
+def test_launch_checks_override_types_before_anything_starts(tmp_path, override, message):
+    out = cli("launch", "smoke_qwen3", "--override", override, "--runs-dir", tmp_path, "--data-cache", tmp_path / "c")
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert not list(tmp_path.iterdir())  # no run folder, no dataset, no process
+
+
+def test_launch_reads_an_override_as_the_type_it_replaces():
+    import yaml
+
+    out = cli("launch", "qwen3_8b", "--dry-run", "--tokenizer", "bundled:qwen3", "--override", "optim.config.lr=9e-4")
+    assert yaml.safe_load(out.stdout)["nemo_recipe"]["optim"]["lr"] == 9e-4  # a number, not the string '9e-4'
+    bad = cli("launch", "qwen3_8b", "--dry-run", "--tokenizer", "bundled:qwen3", "--override", "optim.config.lr=x")
+    assert bad.returncode == 2 and "expected a finite number" in bad.stderr  # a dry run checks them too
 
 
 def test_launch_rejects_fewer_gpus_than_the_reference():

@@ -27,7 +27,7 @@ def test_long_slice_passes_the_suites_checks(path):
     assert not log.unreadable_lines
     assert any(FIX in item for item in log.resolved["runtime_workarounds"])
     # Full width and the sequence length of the model the slice was cut from.
-    model = log.resolved["model"]
+    model = log.shape
     assert model["hidden_size"] in (4096, 3584, 2048) and model["seq_length"] in (8192, 4096)
     # The loss falls: the sparse curve's last points sit far below its first.
     curve = curves.sparse(log)

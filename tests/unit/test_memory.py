@@ -15,7 +15,7 @@ BENCH = Path(__file__).resolve().parents[2] / "fixtures/bench"
 def measured(name):
     """The Dims, batch and measured peak of a recorded probe (the suite's own log lines, not retyped numbers)."""
     log = logparse.parse_file(BENCH / name)
-    model = log.resolved["model"]
+    model = log.shape
     dims = flops.Dims.from_config(SimpleNamespace(**model), model["seq_length"])
     data = log.resolved["data"]
     parallel = memory.Parallel(micro_batch=data["micro_batch_size"],

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nemolog import write_log
-from qwen_acceptance import curves, logparse, metrics
+from qwen_acceptance import conformance, curves, logparse, metrics, models
 
 ROOT = Path(__file__).resolve().parents[2]
 MEASURED = "  provenance: {date: '2026-01-01', gpus: 8, log_sha256: abc}\n"
@@ -26,9 +26,24 @@ def run_suite(*args, env=None):
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**base, **(env or {})})
 
 
+QWEN3_8B = models.get_model("qwen3_8b")
+
+
+def reference_log(path, steps=1000, *, tokens=None, seconds=None, **kw):
+    """A NeMo log of qwen3_8b's reference configuration as its progress lines show it: global batch 128, the
+    reference's learning-rate schedule, 8 GPUs, and tokens/s/GPU that agree with the step time at seq 8192."""
+    per_gpu_step = 128 * 8192 / 8
+    if seconds is None:
+        seconds = (lambda s: per_gpu_step / tokens(s)) if tokens else (lambda s: 1.0)
+    if tokens is None:
+        tokens = lambda s: per_gpu_step / seconds(s)  # noqa: E731
+    kw = {"gbs": 128, "world_size": 8, "lr": lambda s: conformance.reference_lr(s, QWEN3_8B.lr, 1000), **kw}
+    return write_log(path, steps, tokens=tokens, seconds=seconds, **kw)
+
+
 @pytest.fixture
 def full_log(tmp_path):
-    return write_log(tmp_path / "qwen3_8b.log", 1000, loss=lambda s: 3.0 + 2.0 / (s + 1), seconds=lambda s: 2.0)
+    return reference_log(tmp_path / "qwen3_8b.log", loss=lambda s: 3.0 + 2.0 / (s + 1), seconds=lambda s: 2.0)
 
 
 def _baselines(tmp_path, loss):
@@ -48,11 +63,11 @@ def test_passing_log_passes(tmp_path, full_log):
     out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}",
                     "--baselines", _baselines(tmp_path, 3.1), "--benchmark-json", tmp_path / "bench.json")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "7 passed" in out.stdout
+    assert "8 passed" in out.stdout
     bench = json.loads((tmp_path / "bench.json").read_text())["benchmarks"][0]
     assert bench["stats"]["rounds"] == 980  # steps 10..989: the reference window
     assert bench["stats"]["mean"] == pytest.approx(2.0)  # real step times, not the test's own duration
-    assert bench["extra_info"]["tokens_per_sec_per_gpu"] == pytest.approx(1.0e5 + 499.5, rel=1e-3)
+    assert bench["extra_info"]["tokens_per_sec_per_gpu"] == pytest.approx(65536, rel=1e-3)
     assert bench["extra_info"]["layout"] == "TP4 PP1 CP1" and bench["extra_info"]["gpus"] == 8
 
 
@@ -64,7 +79,7 @@ def test_failing_log_fails(tmp_path, full_log):
 
 
 def test_short_run_fails_final_step(tmp_path, full_log):
-    log = write_log(tmp_path / "short.log", 600, loss=lambda s: 3.0)
+    log = reference_log(tmp_path / "short.log", 600, loss=lambda s: 3.0)
     out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", _baselines(tmp_path, 3.0))
     assert out.returncode == 1
     assert "global_step 999 not reached (last logged: 599)" in out.stdout
@@ -72,14 +87,14 @@ def test_short_run_fails_final_step(tmp_path, full_log):
 
 
 def test_nan_run_fails(tmp_path, full_log):
-    log = write_log(tmp_path / "nan.log", 1000, loss=lambda s: float("nan") if s == 400 else 3.0)
+    log = reference_log(tmp_path / "nan.log", loss=lambda s: float("nan") if s == 400 else 3.0)
     out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", _baselines(tmp_path, 3.0))
     assert out.returncode == 1 and "loss NaN/inf at steps [400]" in out.stdout
 
 
 def test_no_log_skips_with_reason():
     out = run_suite("-m", "qwen3_8b or qwen2_72b")
-    assert out.returncode == 0 and "14 skipped" in out.stdout
+    assert out.returncode == 0 and "16 skipped" in out.stdout
     assert "qwen2_72b: no recorded log (--from-log qwen2_72b=PATH or --logs-dir DIR), and a live run needs 32 GPUs " \
            "(several nodes: set NNODES, NODE_RANK" in out.stdout
     assert "qwen3_8b: no recorded log (--from-log qwen3_8b=PATH or --logs-dir DIR), and a live run needs 8 GPUs; " \
@@ -90,7 +105,7 @@ def test_logs_dir_and_marker_selection(tmp_path, full_log):
     out = run_suite("-m", "qwen3_8b or qwen25_7b", "--logs-dir", full_log.parent,
                     "--baselines", _baselines(tmp_path, 3.1))
     assert out.returncode == 0, out.stdout
-    assert "7 passed, 7 skipped" in out.stdout  # qwen25_7b has no log in that folder
+    assert "8 passed, 8 skipped" in out.stdout  # qwen25_7b has no log in that folder
 
 
 def test_bad_from_log_is_a_usage_error(tmp_path):
@@ -118,13 +133,13 @@ def test_baseline_update_flow(tmp_path, full_log):
     assert text.startswith("# keep me\nqwen25_7b:\n  final_loss: 9.5  # and me\n")
     assert "tolerance: 0.04" in text and "log_sha256:" in text
     out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}", "--baselines", base)
-    assert out.returncode == 0 and "7 passed" in out.stdout
+    assert out.returncode == 0 and "8 passed" in out.stdout
 
 
 def test_baseline_update_refuses_incomplete_run(tmp_path):
     base = tmp_path / "baselines.yaml"
     base.write_text("qwen3_8b:\n  final_loss: null\n")
-    log = write_log(tmp_path / "short.log", 700, loss=lambda s: 3.0)
+    log = reference_log(tmp_path / "short.log", 700, loss=lambda s: 3.0)
     out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", base, "--baseline-update")
     assert out.returncode == 1 and "not updating the baseline from an incomplete or unclean run" in out.stdout
     assert base.read_text() == "qwen3_8b:\n  final_loss: null\n"
@@ -148,11 +163,13 @@ def test_live_run_failure_reports_the_log_tail(tmp_path, one_fake_gpu):
     out = run_suite("-m", "smoke_qwen3", "--runs-dir", tmp_path / "runs", "--data-cache", tmp_path / "cache",
                     env={**one_fake_gpu, "HF_HUB_OFFLINE": "1"})
     assert out.returncode == 1, out.stdout + out.stderr
-    assert "7 failed" in out.stdout or "7 error" in out.stdout
+    assert "8 failed" in out.stdout or "8 error" in out.stdout
     assert "smoke_qwen3: training exited with code 1; log: " in out.stdout
     assert "No supported gpu backend found!" in out.stdout  # NeMo's own error, from the log's tail
     (log,) = (tmp_path / "runs/smoke_qwen3").glob("*/train.log")
-    assert "[qwen-acceptance] resolved: " in log.read_text()  # the entry ran and printed its configuration
+    assert '[qwen-acceptance] resolved: {' in log.read_text()  # the entry ran and printed its configuration
+    resolved = logparse.parse_file(log).resolved
+    assert resolved["model"] == "smoke_qwen3" and resolved["probe"] is False and resolved["seed"] == 1234
     assert (log.parent / "command.sh").read_text().count("torch.distributed.run") == 1
 
 
@@ -170,21 +187,21 @@ def test_curve_and_throughput_gates(tmp_path):
     def healthy(s):
         return 2.5 + 8.0 * math.exp(-s / 150)
 
-    base_log = write_log(tmp_path / "base.log", 1000, loss=healthy)
+    base_log = reference_log(tmp_path / "base.log", loss=healthy)
     base = tmp_path / "baselines.yaml"
     base.write_text("qwen3_8b:\n  final_loss: null\n")
     run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={base_log}", "--baselines", base, "--baseline-update",
               "--runs-dir", tmp_path / "runs")
-    bad = write_log(tmp_path / "bad.log", 1000, loss=lambda s: healthy(s) * (1.6 if 300 <= s < 400 else 1.0))
+    bad = reference_log(tmp_path / "bad.log", loss=lambda s: healthy(s) * (1.6 if 300 <= s < 400 else 1.0))
     out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={bad}", "--baselines", base, "--runs-dir",
                     tmp_path / "runs")
     assert "PASSED tests/acceptance/test_pretraining.py::test_final_loss_within_tolerance[qwen3_8b]" in out.stdout
     assert "FAILED tests/acceptance/test_pretraining.py::test_loss_curve_within_band[qwen3_8b]" in out.stdout
     assert "loss left the ±10% band around the baseline curve at steps [300, 310" in out.stdout
     assert "FAILED tests/acceptance/test_pretraining.py::test_loss_curve_correlates[qwen3_8b]" in out.stdout
-    for factor, message in ((0.7, "-30.0% from the baseline's 100,500 (band -10% / +20%)"),
-                            (1.3, "+30.0% from the baseline's 100,500 (band -10% / +20%; a gain this large asks")):
-        log = write_log(tmp_path / f"speed{factor}.log", 1000, loss=healthy, tokens=lambda s: 100500.0 * factor)
+    for factor, message in ((0.7, "-30.0% from the baseline's 131,072 (band -10% / +20%)"),
+                            (1.3, "+30.0% from the baseline's 131,072 (band -10% / +20%; a gain this large asks")):
+        log = reference_log(tmp_path / f"speed{factor}.log", loss=healthy, tokens=lambda s: 131072.0 * factor)
         out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", base, "--runs-dir",
                         tmp_path / "runs")
         assert "FAILED tests/acceptance/test_pretraining.py::test_throughput_within_band[qwen3_8b]" in out.stdout
@@ -215,3 +232,43 @@ def test_corrupt_baselines_is_one_line_not_a_traceback(tmp_path, full_log):
     assert out.returncode == 1
     assert "qwen-acceptance: " + str(base) + ": qwen3_8b: a measured baseline needs provenance field(s)" in out.stdout
     assert "Traceback" not in out.stdout and "raise AcceptanceError" not in out.stdout
+
+
+SMOKE_LOG = ROOT / "fixtures" / "logs" / "smoke_qwen3.log"
+SMOKE_RUNS = ROOT / "fixtures" / "smoke-runs"
+
+
+def test_a_log_of_another_model_fails_conformance():
+    out = run_suite("-m", "smoke_qwen3_moe", "--from-log", f"smoke_qwen3_moe={SMOKE_LOG}")
+    assert "FAILED tests/acceptance/test_pretraining.py::test_run_follows_reference[smoke_qwen3_moe]" in out.stdout
+    assert "the run differs from the reference configuration: steps: the run planned 200 (reference 120)" in out.stdout
+    assert "model_config 'Qwen3Config8B' (reference 'Qwen3Config30B_A3B')" in out.stdout
+
+
+def test_what_a_log_does_not_show_is_a_warning_not_a_silent_pass(tmp_path, full_log):
+    out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}", "--baselines", _baselines(tmp_path, 3.1),
+                    "--runs-dir", tmp_path / "runs")
+    assert out.returncode == 0 and "8 passed" in out.stdout
+    assert ("qwen3_8b: not verified from the log: seed, model shape, optimizer and precision (the log has no "
+            "`[qwen-acceptance] resolved:` line)") in out.stdout
+    (summary,) = (tmp_path / "runs/qwen3_8b").glob("recorded-*/report/summary.md")
+    assert "| not verified (warning) | seed, model shape, optimizer and precision" in summary.read_text()
+
+
+def test_baseline_update_takes_provenance_from_the_log_and_refuses_another_configuration(tmp_path):
+    import yaml
+
+    base = tmp_path / "baselines.yaml"
+    base.write_text("smoke_qwen3:\n  final_loss: null\n")
+    tp2 = SMOKE_RUNS / "smoke_qwen3-h200x2-tp2.log"
+    out = run_suite("-m", "smoke_qwen3", "--from-log", f"smoke_qwen3={tp2}", "--baselines", base, "--baseline-update")
+    assert "baseline updated" in out.stdout, out.stdout
+    provenance = yaml.safe_load(base.read_text())["smoke_qwen3"]["provenance"]
+    assert (provenance["gpus"], provenance["layout"], provenance["seed"]) == (2, "TP2 PP1 CP1", 1234)
+    assert provenance["max_steps"] == 200 and provenance["global_batch_size"] == 16
+    before = base.read_text()
+    seed = SMOKE_RUNS / "smoke_qwen3-h200x1-seed4321.log"
+    out = run_suite("-m", "smoke_qwen3", "--from-log", f"smoke_qwen3={seed}", "--baselines", base, "--baseline-update")
+    assert ("not updating the baseline from a run that differs from the reference configuration: data.seed 4321 "
+            "(reference 1234)") in out.stdout
+    assert base.read_text() == before
