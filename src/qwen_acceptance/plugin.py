@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ContextManager, Iterator
 
 import pytest
 
@@ -39,6 +40,7 @@ class AcceptanceSession:
     logs_dir: Path | None
     options: Any  # pytest's option namespace: the launch options (launch.OPTIONS)
     models_file: Path | None = None
+    capture: Any = None  # pytest's capture manager: a live run's progress goes to the terminal, not into a test's
     runs: dict[str, RunResult] = field(default_factory=dict)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model: the numbers the tests judged
     diffs: list[str] = field(default_factory=list)
@@ -79,13 +81,17 @@ class AcceptanceSession:
             pytest.fail(f"{spec.name}: live training cannot run under pytest-xdist; run without -n", pytrace=False)
         plan = launch.plan(spec, runs_dir=self.options.runs_dir, data=launch.data_choice(self.options),
                            models_file=self.models_file, te=self.options.te, attention=self.options.attention)
-        outcome = launch.execute(plan, limits=launch.limits(self.options), progress=sys.__stderr__)
+        with self._uncaptured():
+            outcome = launch.execute(plan, limits=launch.limits(self.options), progress=sys.__stderr__)
         if not outcome.ok:
             pytest.fail(f"{spec.name}: {outcome.failure()}", pytrace=False)
         if not topology.judges:
             pytest.skip(f"{spec.name}: node {topology.node_rank}'s ranks exited cleanly; the node of global rank 0 "
                         "judges the loss")
         return RunResult(spec, outcome.log, outcome.log_path, "live run", plan.run_dir / "report")
+
+    def _uncaptured(self) -> ContextManager[None]:
+        return self.capture.global_and_fixture_disabled() if self.capture is not None else contextlib.nullcontext()
 
     def _record(self, run: RunResult, record_property: Any, **values: Any) -> None:
         """Numbers for the run report and, as JUnit XML properties, for CI dashboards."""
@@ -290,6 +296,7 @@ def pytest_configure(config: pytest.Config) -> None:
         logs_dir=logs_dir,
         options=config.option,
         models_file=config.getoption("models_file"),
+        capture=config.pluginmanager.getplugin("capturemanager"),
     )
 
 

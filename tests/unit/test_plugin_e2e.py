@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -12,7 +13,8 @@ import pytest
 from nemolog import write_log
 from qwen_acceptance import curves, logparse, metrics
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 MEASURED = "  provenance: {date: '2026-01-01', gpus: 8, log_sha256: abc}\n"
 
 
@@ -154,6 +156,30 @@ def test_live_run_failure_reports_the_log_tail(tmp_path, one_fake_gpu):
     (log,) = (tmp_path / "runs/smoke_qwen3").glob("*/train.log")
     assert "[qwen-acceptance] resolved: " in log.read_text()  # the entry ran and printed its configuration
     assert (log.parent / "command.sh").read_text().count("torch.distributed.run") == 1
+
+
+@pytest.fixture
+def replayed_live_run(tmp_path, one_fake_gpu):
+    """`pytest -m smoke_qwen3` taking the live path, the launcher replaying a recorded log (replay_launch.py) in
+    place of torchrun; judged against the repository's baselines.yaml unless --baselines says otherwise."""
+    prefix = tmp_path / "data"
+    for suffix in (".bin", ".idx"):
+        Path(f"{prefix}{suffix}").touch()
+
+    def run(replay_args, *args):
+        env = {**one_fake_gpu, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+               "QA_REPLAY": shlex.join(map(str, replay_args))}
+        return run_suite("-p", "replay_launch", "-m", "smoke_qwen3", "--data-prefix", prefix, "--tokenizer",
+                         "bundled:qwen3", "--runs-dir", tmp_path / "runs", *args, env=env)
+    return run
+
+
+def test_live_run_of_an_honest_rerun_passes_and_shows_its_live_line(replayed_live_run):
+    """The smoke noise run furthest from the baseline (another seed), replayed as a live run: judged green, and its
+    live line reaches the terminal rather than a test's captured output."""
+    out = replayed_live_run([ROOT / "fixtures/smoke-runs/smoke_qwen3-h200x1-seed4321.log"])
+    assert out.returncode == 0 and "7 passed" in out.stdout, out.stdout + out.stderr
+    assert "[smoke_qwen3] step 200/200  loss 2.62  " in out.stderr
 
 
 def test_live_run_refuses_xdist_workers(one_fake_gpu):
