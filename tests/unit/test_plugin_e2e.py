@@ -67,10 +67,14 @@ def test_failing_log_fails(tmp_path, full_log):
 
 def test_short_run_fails_final_step(tmp_path, full_log):
     log = write_log(tmp_path / "short.log", 600, loss=lambda s: 3.0)
-    out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", _baselines(tmp_path, 3.0))
+    out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", _baselines(tmp_path, 3.0),
+                    "--runs-dir", tmp_path / "runs")
     assert out.returncode == 1
     assert "global_step 999 not reached (last logged: 599)" in out.stdout
     assert "did not reach global_step 999" in out.stdout  # the loss test fails too, never passes
+    (summary,) = (tmp_path / "runs/qwen3_8b").glob("recorded-*/report/summary.md")
+    text = summary.read_text()  # a run cut short has no final loss, in the report either
+    assert "| final loss | — (last logged step 599) |" in text and "| delta | — |" in text
 
 
 def test_nan_run_fails(tmp_path, full_log):
