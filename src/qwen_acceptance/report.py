@@ -131,6 +131,8 @@ def write(folder: Path, *, spec: ModelSpec, log: TrainingLog, log_path: Path, or
     if "curve_correlation" in results:
         rows.append(("curve", f"worst {results.get('curve_worst_deviation_pct')}% at step "
                               f"{results.get('curve_worst_step')}, correlation {results['curve_correlation']}"))
+    if results.get("stopped"):
+        rows.append(("run stopped", results["stopped"]))
     rows.append(("verdict (reference rule)", results.get("verdict", "not judged")))
     lines = [f"# {spec.name}: acceptance run report", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]

@@ -15,6 +15,7 @@ from qwen_acceptance import curves, logparse, metrics
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+SMOKE = ROOT / "fixtures/logs/smoke_qwen3.log"
 MEASURED = "  provenance: {date: '2026-01-01', gpus: 8, log_sha256: abc}\n"
 
 
@@ -180,10 +181,50 @@ def replayed_live_run(tmp_path, one_fake_gpu):
 
 def test_live_run_of_an_honest_rerun_passes_and_shows_its_live_line(replayed_live_run):
     """The smoke noise run furthest from the baseline (another seed), replayed as a live run: judged green, and its
-    live line reaches the terminal rather than a test's captured output."""
+    live line reaches the terminal rather than a test's captured output, on track to the end."""
     out = replayed_live_run([ROOT / "fixtures/smoke-runs/smoke_qwen3-h200x1-seed4321.log"])
     assert out.returncode == 0 and "7 passed" in out.stdout, out.stdout + out.stderr
     assert "[smoke_qwen3] step 200/200  loss 2.62  " in out.stderr
+    assert "  | curve @190: 3.017 vs baseline 2.843 (+6.1%) on track\n" in out.stderr
+
+
+def test_fail_fast_stops_a_live_run_and_reports_it(tmp_path, replayed_live_run):
+    """Every loss of the smoke baseline's own log doubled (a derived broken run): the run is stopped at step 29,
+    every test of the model fails with the step and both values, and the report covers the steps it ran."""
+    out = replayed_live_run([SMOKE, "--scale-loss", 2, "--step-delay", 0.02])
+    assert out.returncode == 1 and "7 errors" in out.stdout, out.stdout + out.stderr
+    assert out.stdout.count("smoke_qwen3: fail-fast: the loss curve was beyond ±15% of the baseline's for 3 points in "
+                            "a row; at step 20 (mean of steps 20..29) the run's 18.04 against the baseline's 9.022 "
+                            "(+100.0%; band ±10%)") == 7
+    (summary,) = (tmp_path / "runs/smoke_qwen3").glob("*/report/summary.md")
+    assert f"report: {summary}" in out.stdout
+    text = summary.read_text()
+    assert "| run stopped | fail-fast: the loss curve was beyond ±15%" in text
+    assert "| final loss | — (last logged step " in text and "| delta | — |" in text
+    assert (summary.parent / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_fail_fast_lets_the_broken_run_finish(tmp_path, replayed_live_run):
+    out = replayed_live_run([SMOKE, "--scale-loss", 2], "--no-fail-fast")
+    assert "fail-fast" not in out.stdout + out.stderr
+    assert "[smoke_qwen3] step 200/200  loss 5.426  " in out.stderr
+    assert "  | curve @190: 5.685 vs baseline 2.843 (+100.0%) outside band\n" in out.stderr  # no stop count
+    assert "FAILED tests/acceptance/test_pretraining.py::test_loss_curve_within_band[smoke_qwen3]" in out.stdout
+    assert "PASSED tests/acceptance/test_pretraining.py::test_final_step_reached[smoke_qwen3]" in out.stdout
+
+
+@pytest.mark.parametrize("update", [False, True], ids=["no-curve", "baseline-update"])
+def test_fail_fast_off_says_why_once(tmp_path, replayed_live_run, update):
+    base = tmp_path / "baselines.yaml"
+    entry = ("  final_loss: 2.713\n  tolerance: 0.05\n  tokens_per_sec_per_gpu: 113217.61\n"
+             "  provenance: {date: '2026-11-28', gpus: 1, log_sha256: abc}\n")
+    base.write_text("smoke_qwen3:\n" + entry)  # measured, without a curve
+    out = replayed_live_run([SMOKE, "--scale-loss", 2], "--baselines", base, *(["--baseline-update"] * update))
+    why = ("--baseline-update records this run as the baseline" if update else
+           f"{base} has no loss curve for smoke_qwen3")
+    assert out.stderr.count(f"[smoke_qwen3] fail-fast off: {why}\n") == 1
+    assert out.stderr.count("fail-fast off") == 1
+    assert "PASSED tests/acceptance/test_pretraining.py::test_final_step_reached[smoke_qwen3]" in out.stdout
 
 
 def test_live_run_refuses_xdist_workers(one_fake_gpu):
