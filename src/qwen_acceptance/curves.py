@@ -36,16 +36,31 @@ def sparse(log: TrainingLog) -> Curve:
     last = log.last_step
     steps, loss = [], []
     for start in range(0, last + 1, STRIDE):
-        window = [v for s in range(start, min(start + STRIDE, last + 1))
-                  if s in log.steps and (v := log.steps[s].get(LOSS)) is not None]
-        if window:
+        if (mean := window_mean(log, start, last)) is not None:
             steps.append(start)
-            loss.append(statistics.fmean(window))
+            loss.append(mean)
     final = log.steps[last].get(LOSS)
     if final is not None and (not steps or steps[-1] != last):
         steps.append(last)
         loss.append(final)
     return Curve(tuple(steps), tuple(loss))
+
+
+def window_mean(log: TrainingLog, start: int, last: int) -> float | None:
+    """The point at ``start``: the mean loss of the steps of its window, up to ``last``, that the log has."""
+    window = [v for s in range(start, min(start + STRIDE, last + 1))
+              if s in log.steps and (v := log.steps[s].get(LOSS)) is not None]
+    return statistics.fmean(window) if window else None
+
+
+def deviation(run: float, baseline: float) -> float:
+    """A run's point against the baseline's: relative and signed."""
+    return (run - baseline) / baseline
+
+
+def within(deviation: float, band: float) -> bool:
+    """Inside ±band; NaN is outside."""
+    return abs(deviation) <= band
 
 
 @dataclass(frozen=True)
@@ -63,9 +78,9 @@ def compare(run: Curve, baseline: Curve, band: float) -> Comparison:
     common = [s for s in baseline.steps if s in mine]
     if len(common) < 3:
         raise AcceptanceError(f"only {len(common)} curve points in common with the baseline; need at least 3")
-    deviations = {s: (mine[s] - theirs[s]) / theirs[s] for s in common}
+    deviations = {s: deviation(mine[s], theirs[s]) for s in common}
     worst = max(common, key=lambda s: abs(deviations[s]) if math.isfinite(deviations[s]) else math.inf)
-    outside = tuple(s for s in common if not abs(deviations[s]) <= band)  # NaN is outside
+    outside = tuple(s for s in common if not within(deviations[s], band))
     return Comparison(worst, deviations[worst], outside, _pearson([mine[s] for s in common],
                                                                   [theirs[s] for s in common]), len(common))
 

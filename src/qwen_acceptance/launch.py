@@ -1,5 +1,5 @@
 """Start a model's training as torchrun in its own process group, watch its log as it arrives, stop it on NaN,
-hang or time limit, and leave no rank behind.
+hang, time limit or (fail-fast) a loss curve that left the baseline's, and leave no rank behind.
 
 Topology comes from the reference's launch variables (NNODES or NODE_COUNT, NODE_RANK, MASTER_ADDR, MASTER_PORT,
 GPUS_PER_NODE) with pytest started on every node, or from Slurm, where ``srun`` starts one torchrun per node.
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence, TextIO
 
-from . import logparse, recipes
+from . import failfast, logparse, recipes
 from .errors import AcceptanceError
 from .logparse import LOSS, TOKENS_PER_GPU
 from .models import ModelSpec
@@ -164,7 +164,8 @@ class Outcome:
 
 
 class _Progress:
-    """One live line (step/total, loss, tokens/s/GPU, ETA): redrawn on a terminal, every 30 s in CI logs."""
+    """One live line (step/total, loss, tokens/s/GPU, ETA, and where the run stands against its baseline): redrawn
+    on a terminal, every 30 s in CI logs."""
 
     def __init__(self, name: str, total: int, stream: TextIO | None) -> None:
         self.name, self.total, self.stream = name, total, stream
@@ -172,7 +173,7 @@ class _Progress:
         self.last_print = 0.0
         self.first_step_at: tuple[float, int] | None = None
 
-    def step(self, record: logparse.StepRecord) -> None:
+    def step(self, record: logparse.StepRecord, status: str = "") -> None:
         if self.stream is None:
             return
         now = time.monotonic()
@@ -184,6 +185,8 @@ class _Progress:
         loss, tps = record.get(LOSS), record.get(TOKENS_PER_GPU)
         line = (f"[{self.name}] step {record.step + 1}/{self.total}  loss {loss if loss is not None else '?'}  "
                 f"{f'{tps:,.0f}' if tps else '?'} tok/s/GPU  ETA {_duration(eta)}")
+        if status:
+            line += f"  | {status}"
         if self.tty:
             self.stream.write("\r\x1b[2K" + line)
             self.stream.flush()
@@ -249,8 +252,10 @@ def _live_members(pgid: int) -> bool:
 
 def run(cmd: Sequence[str], *, log_path: Path, name: str, total_steps: int, limits: Limits = Limits(),
         env: Mapping[str, str] | None = None, progress: TextIO | None = None,
-        on_step: Callable[[logparse.StepRecord], None] | None = None) -> Outcome:
-    """Run ``cmd`` in a new process group, writing everything it prints to ``log_path`` and parsing it live."""
+        on_step: Callable[[logparse.StepRecord], None] | None = None,
+        watch: failfast.Watch | None = None) -> Outcome:
+    """Run ``cmd`` in a new process group, writing everything it prints to ``log_path`` and parsing it live;
+    ``watch`` compares each step with the baseline for the live line, and may stop the run (fail-fast)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**DEFAULT_ENV, **(os.environ if env is None else env)}
     parser = logparse.LogParser(str(log_path))
@@ -279,7 +284,10 @@ def run(cmd: Sequence[str], *, log_path: Path, name: str, total_steps: int, limi
                     loss = record.get(LOSS)
                     if loss is not None and not math.isfinite(loss) and state["abort"] is None:
                         state["abort"] = f"loss is {loss} at step {record.step}"
-                live.step(record)
+                    if watch is not None and state["abort"] is None:
+                        watch.update(parser.log, record)
+                        state["abort"] = watch.stopped
+                live.step(record, watch.status() if watch is not None else "")
                 if on_step is not None:
                     on_step(record)
 
@@ -395,9 +403,10 @@ def plan(spec: ModelSpec, *, runs_dir: Path, data: DataChoice, models_file: Path
     return Plan(spec, topo, run_dir, run_dir / "train.log", prefix, tokenizer_dir, cmd)
 
 
-def execute(p: Plan, *, limits: Limits = Limits(), progress: TextIO | None = None) -> Outcome:
+def execute(p: Plan, *, limits: Limits = Limits(), progress: TextIO | None = None,
+            watch: failfast.Watch | None = None) -> Outcome:
     """Run the plan in a fresh run folder (the command beside the log, for rerunning by hand)."""
     p.run_dir.mkdir(parents=True, exist_ok=False)
     (p.run_dir / "command.sh").write_text("#!/usr/bin/env bash\n" + shlex.join(p.command) + "\n")
     return run(p.command, log_path=p.log_path, name=p.spec.name, total_steps=p.spec.max_steps, limits=limits,
-               progress=progress)
+               progress=progress, watch=watch)

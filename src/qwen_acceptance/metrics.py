@@ -75,18 +75,23 @@ def _tokens_per_gpu(log: TrainingLog, seq_length: int | None, gpus: int | None) 
 
 
 def throughput(
-    log: TrainingLog, *, trim: int = REFERENCE_TRIM, seq_length: int | None = None, gpus: int | None = None
+    log: TrainingLog, *, trim: int = REFERENCE_TRIM, seq_length: int | None = None, gpus: int | None = None,
+    planned_steps: int | None = None,
 ) -> Throughput:
-    """The reference-rule mean; when the field is absent it is derived as batch × seq / (GPUs × step time)."""
+    """The reference-rule mean; when the field is absent it is derived as batch × seq / (GPUs × step time).
+
+    ``planned_steps`` is for a run still in progress: the window ends where the finished run's will, and holds the
+    steps logged so far."""
     log.require_steps()
     records = log.ordered()
-    if len(records) <= 2 * trim:
+    end = min(len(records), (planned_steps or len(records)) - trim)
+    if end <= trim:
         raise AcceptanceError(
             f"{log.source}: {len(records)} steps logged; the throughput window drops the first and last {trim}, "
             "so it needs more"
         )
     values, derived = _tokens_per_gpu(log, seq_length, gpus)
-    window = slice(trim, len(records) - trim)
+    window = slice(trim, end)
     used, kept = values[window], records[window]
     bad = [r.step for r, v in zip(kept, used) if not math.isfinite(v)]
     if bad:

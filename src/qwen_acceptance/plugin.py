@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import datetime as dt
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ContextManager, Iterator
 
 import pytest
 
-from . import baselines, conformance, curves, launch, logparse, metrics, models, report, verdict
+from . import baselines, conformance, curves, failfast, launch, logparse, metrics, models, report, verdict
 from .errors import AcceptanceError
 from .logparse import TrainingLog
 
@@ -39,6 +41,7 @@ class AcceptanceSession:
     logs_dir: Path | None
     options: Any  # pytest's option namespace: the launch options (launch.OPTIONS)
     models_file: Path | None = None
+    capture: Any = None  # pytest's capture manager: a live run's progress goes to the terminal, not into a test's
     runs: dict[str, RunResult] = field(default_factory=dict)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model: the numbers the tests judged
     diffs: list[str] = field(default_factory=list)
@@ -80,13 +83,47 @@ class AcceptanceSession:
             pytest.fail(f"{spec.name}: live training cannot run under pytest-xdist; run without -n", pytrace=False)
         plan = launch.plan(spec, runs_dir=self.options.runs_dir, data=launch.data_choice(self.options),
                            models_file=self.models_file, te=self.options.te, attention=self.options.attention)
-        outcome = launch.execute(plan, limits=launch.limits(self.options), progress=sys.__stderr__)
+        with self._uncaptured():
+            watch = self._watch(spec)
+            outcome = launch.execute(plan, limits=launch.limits(self.options), progress=sys.__stderr__, watch=watch)
+        if watch is not None and watch.stopped is not None:
+            pytest.fail(f"{spec.name}: {watch.stopped}; log: {outcome.log_path}; "
+                        f"{self._stopped_report(spec, outcome, plan.run_dir)}", pytrace=False)
         if not outcome.ok:
             pytest.fail(f"{spec.name}: {outcome.failure()}", pytrace=False)
         if not topology.judges:
             pytest.skip(f"{spec.name}: node {topology.node_rank}'s ranks exited cleanly; the node of global rank 0 "
                         "judges the loss")
         return RunResult(spec, outcome.log, outcome.log_path, "live run", plan.run_dir / "report")
+
+    def _uncaptured(self) -> ContextManager[None]:
+        return self.capture.global_and_fixture_disabled() if self.capture is not None else contextlib.nullcontext()
+
+    def _watch(self, spec: models.ModelSpec) -> failfast.Watch | None:
+        """What the live line compares the run with, and whether fail-fast may stop it; when it may not although
+        asked to, it says why, once."""
+        entry, problem = None, f"{self.baselines_path}: no such file"
+        try:
+            if self.baselines_path.is_file():
+                entry, problem = baselines.load(self.baselines_path).get(spec.name), None
+        except AcceptanceError as exc:  # the judging tests report the file; the run goes on without a baseline
+            problem = str(exc)
+        stop = self.options.fail_fast and not self.update and entry is not None and entry.curve is not None
+        if self.options.fail_fast and not stop:
+            why = ("--baseline-update records this run as the baseline" if self.update else
+                   problem or f"{self.baselines_path} has no loss curve for {spec.name}")
+            print(f"[{spec.name}] fail-fast off: {why}", file=sys.__stderr__, flush=True)
+        return None if entry is None else failfast.Watch(entry, spec, stop=stop)
+
+    def _stopped_report(self, spec: models.ModelSpec, outcome: launch.Outcome, run_dir: Path) -> str:
+        """A run that fail-fast stopped still gets its report, up to the step where it stopped."""
+        try:
+            summary = report.write(run_dir / "report", spec=spec, log=outcome.log, log_path=outcome.log_path,
+                                   origin="live run", baseline=baselines.load(self.baselines_path).get(spec.name),
+                                   results={"stopped": outcome.abort_reason})
+        except (AcceptanceError, OSError) as exc:
+            return f"no report written: {exc}"
+        return f"report: {summary}"
 
     def _record(self, run: RunResult, record_property: Any, **values: Any) -> None:
         """Numbers for the run report and, as JUnit XML properties, for CI dashboards."""
@@ -283,6 +320,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"model matrix (default: the packaged models.yaml, or ${models.MODELS_ENV})")
     for flag, kwargs in launch.OPTIONS:
         group.addoption(flag, **kwargs)
+    group.addoption("--fail-fast", action=argparse.BooleanOptionalAction, default=True,
+                    help="stop a live run whose loss curve has clearly left the baseline's (default: on; never "
+                         "under --baseline-update or without a baseline curve)")
 
 
 def _parse_from_log(values: list[str], matrix: dict[str, models.ModelSpec]) -> dict[str, Path]:
@@ -317,6 +357,7 @@ def pytest_configure(config: pytest.Config) -> None:
         logs_dir=logs_dir,
         options=config.option,
         models_file=config.getoption("models_file"),
+        capture=config.pluginmanager.getplugin("capturemanager"),
     )
 
 

@@ -25,7 +25,7 @@ def suite_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _plot_loss(path: Path, log: TrainingLog, baseline: Baseline | None, name: str) -> None:
+def _plot_loss(path: Path, log: TrainingLog, baseline: Baseline | None, name: str, final_step: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,10 +44,9 @@ def _plot_loss(path: Path, log: TrainingLog, baseline: Baseline | None, name: st
                         [v * (1 + baseline.curve_band) for v in b.loss], color="C1", alpha=0.12,
                         label=f"curve band ±{baseline.curve_band:.0%}")
     if baseline is not None and baseline.final_loss is not None:
-        last = steps[-1].step
-        tol = baseline.tolerance
-        ax.errorbar([last], [baseline.final_loss], yerr=[[baseline.final_loss * tol], [baseline.final_loss * tol]],
-                    fmt="s", color="C3", capsize=5, label=f"baseline final loss ±{tol:.0%}")
+        spread = baseline.final_loss * baseline.tolerance
+        ax.errorbar([final_step], [baseline.final_loss], yerr=[[spread], [spread]], fmt="s", color="C3", capsize=5,
+                    label=f"baseline final loss ±{baseline.tolerance:.0%}")
     ax.set_xlabel("global step")
     ax.set_ylabel(LOSS)
     ax.set_title(f"{name}: loss")
@@ -99,7 +98,7 @@ def write(folder: Path, *, spec: ModelSpec, log: TrainingLog, log_path: Path, or
         tp: metrics.Throughput | None = metrics.throughput(log, seq_length=spec.seq_length, gpus=spec.gpus)
     except AcceptanceError:
         tp = None
-    _plot_loss(folder / "loss.png", log, baseline, spec.name)
+    _plot_loss(folder / "loss.png", log, baseline, spec.name, spec.final_step)
     _plot_throughput(folder / "throughput.png", log, tp, baseline, spec.name)
     env = log.environment
     provenance = {
@@ -112,7 +111,7 @@ def write(folder: Path, *, spec: ModelSpec, log: TrainingLog, log_path: Path, or
     }
     (folder / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
     last = log.last_step
-    final = log.steps[last].get(LOSS) if last is not None else None
+    final = log.steps[last].get(LOSS) if last == spec.final_step else None  # a run cut short has no final loss
     base_loss = baseline.final_loss if baseline else None
     delta = None if final is None or base_loss is None else 100 * (final - base_loss) / base_loss
     rows = [
@@ -120,7 +119,7 @@ def write(folder: Path, *, spec: ModelSpec, log: TrainingLog, log_path: Path, or
         ("GPUs / layout", f"{spec.gpus} × {provenance['gpu'] or 'unknown GPU'} / {spec.layout.describe()}"),
         ("global batch / seq length", f"{spec.global_batch_size} / {spec.seq_length}"),
         ("steps", f"last logged {last} of {spec.final_step}"),
-        ("final loss", _fmt(final)),
+        ("final loss", _fmt(final) if last == spec.final_step else f"— (last logged step {last})"),
         ("baseline final loss", _fmt(base_loss)),
         ("delta", "—" if delta is None else f"{delta:+.2f}% (tolerance ±{100 * baseline.tolerance:.0f}%)"),
         ("tokens/s/GPU (reference window)", "—" if tp is None else f"{tp.mean:,.0f} over steps {tp.first_step}.."
@@ -137,6 +136,8 @@ def write(folder: Path, *, spec: ModelSpec, log: TrainingLog, log_path: Path, or
                      "differs: " + "; ".join(results["conformance_differences"])))
         if results["conformance_unverified"]:
             rows.append(("not verified (warning)", "; ".join(results["conformance_unverified"])))
+    if results.get("stopped"):
+        rows.append(("run stopped", results["stopped"]))
     rows.append(("verdict (reference rule)", results.get("verdict", "not judged")))
     lines = [f"# {spec.name}: acceptance run report", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
+from typing import Iterable, Iterator
+
+_LOSS = re.compile(r"(reduced_train_loss: )([^ |\n]+)")
+_STEP = re.compile(r"\| global_step: (\d+) ")
 
 
 def fmt(value: float) -> str:
@@ -42,3 +47,18 @@ def write_log(path: Path, steps: int, *, loss=lambda s: 10.0 - s * 0.005, tokens
     lines.append("`Trainer.fit` stopped: `max_steps` reached.")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def with_loss(line: str, loss: float) -> str:
+    """A ProgressPrinter line with another loss, printed as NeMo prints it."""
+    return _LOSS.sub(lambda m: m.group(1) + fmt(loss), line, count=1)
+
+
+def scale_loss(lines: Iterable[str], factor: float, first: int = 0, last: int | None = None) -> Iterator[str]:
+    """A recorded log with the loss of steps ``first``..``last`` multiplied by ``factor``: a broken run derived from
+    a real one, for as long as no broken run is recorded."""
+    for line in lines:
+        step, loss = _STEP.search(line), _LOSS.search(line)
+        if step and loss and first <= int(step.group(1)) <= (math.inf if last is None else last):
+            line = with_loss(line, float(loss.group(2)) * factor)
+        yield line

@@ -1,11 +1,14 @@
 """A stand-in training process for launcher tests: prints a recorded NeMo log line by line, as torchrun's rank 0
-would, then behaves as asked (exit code, hang, spawn a grandchild that must not survive)."""
+would, then behaves as asked (exit code, hang, spawn a grandchild that must not survive); ``--scale-loss`` derives
+a broken run from the recorded one (nemolog.scale_loss)."""
 
 import argparse
 import math
 import subprocess
 import sys
 import time
+
+from nemolog import scale_loss, with_loss
 
 parser = argparse.ArgumentParser()
 parser.add_argument("log")
@@ -15,6 +18,9 @@ parser.add_argument("--nan-at-step", type=int)
 parser.add_argument("--then-sleep", type=float, default=0.0)
 parser.add_argument("--exit-code", type=int, default=0)
 parser.add_argument("--grandchild-pidfile")
+parser.add_argument("--scale-loss", type=float, help="multiply the loss of steps --scale-from..--scale-until")
+parser.add_argument("--scale-from", type=int, default=0)
+parser.add_argument("--scale-until", type=int)
 args = parser.parse_args()
 
 if args.grandchild_pidfile:  # like a rank torchrun starts: it must die with the group
@@ -22,13 +28,16 @@ if args.grandchild_pidfile:  # like a rank torchrun starts: it must die with the
     with open(args.grandchild_pidfile, "w") as handle:
         handle.write(str(child.pid))
 step = -1
-for line in open(args.log, encoding="utf-8"):
+lines = open(args.log, encoding="utf-8")
+if args.scale_loss is not None:
+    lines = scale_loss(lines, args.scale_loss, args.scale_from, args.scale_until)
+for line in lines:
     if line.startswith("Training epoch"):
         step += 1
         if args.stop_after_step is not None and step > args.stop_after_step:
             break
         if step == args.nan_at_step:
-            line = line.replace(line.split("reduced_train_loss: ")[1].split(" ")[0], str(math.nan))
+            line = with_loss(line, math.nan)
         time.sleep(args.step_delay)
     print(line, end="", flush=True)
 time.sleep(args.then_sleep)

@@ -1,6 +1,7 @@
 """The launcher: topology from the reference's variables or Slurm, the exact torchrun command, and the live monitor
-against real processes (NaN, hang, crash, Ctrl-C), which must leave no process of the run behind."""
+against real processes (NaN, hang, crash, Ctrl-C, fail-fast), which must leave no process of the run behind."""
 
+import io
 import os
 import signal
 import subprocess
@@ -10,16 +11,29 @@ from pathlib import Path
 
 import pytest
 
-from qwen_acceptance import launch, models
+from qwen_acceptance import baselines, failfast, launch, models
 from qwen_acceptance.errors import AcceptanceError
 
 HERE = Path(__file__).resolve().parent
-DENSE = HERE.parents[1] / "fixtures/nemo25/nemo25-h200-tiny-qwen3-dense-60steps.log"
+ROOT = HERE.parents[1]
+DENSE = ROOT / "fixtures/nemo25/nemo25-h200-tiny-qwen3-dense-60steps.log"
+SMOKE = ROOT / "fixtures/logs/smoke_qwen3.log"  # the run smoke_qwen3's baseline was recorded from
+HONEST = ROOT / "fixtures/smoke-runs/smoke_qwen3-h200x1-seed4321.log"  # the honest rerun furthest from it
 MATRIX = models.load_matrix()
 
 
-def replay(*args):
-    return [sys.executable, str(HERE / "replay_nemo.py"), str(DENSE), *map(str, args)]
+def replay(*args, log=DENSE):
+    return [sys.executable, str(HERE / "replay_nemo.py"), str(log), *map(str, args)]
+
+
+def smoke_watch():
+    """Fail-fast against smoke_qwen3's baseline in the repository's baselines.yaml."""
+    return failfast.Watch(baselines.load(ROOT / "baselines.yaml")["smoke_qwen3"], MATRIX["smoke_qwen3"], stop=True)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
 
 
 def cmd_for(spec, env):
@@ -133,12 +147,49 @@ def test_abort_leaves_no_process_behind(tmp_path):
     assert not _alive(int(pidfile.read_text()))
 
 
-def test_ctrl_c_ends_the_whole_group(tmp_path):
-    """Ctrl-C in the launcher (a real process) must end torchrun's stand-in and its child."""
+def test_fail_fast_stops_a_broken_replay(tmp_path):
+    """The smoke baseline's own log with every loss doubled (derived: no broken run is recorded yet) is stopped
+    when its third point in a row (steps 20..29) is past the stop line, and its whole process group ends."""
     pidfile = tmp_path / "grandchild.pid"
+    out = launch.run(replay("--scale-loss", 2, "--step-delay", 0.02, "--grandchild-pidfile", pidfile, log=SMOKE),
+                     log_path=tmp_path / "l", name="smoke_qwen3", total_steps=200, watch=smoke_watch())
+    assert out.abort_reason == ("fail-fast: the loss curve was beyond ±15% of the baseline's for 3 points in a row; "
+                                "at step 20 (mean of steps 20..29) the run's 18.04 against the baseline's 9.022 "
+                                "(+100.0%; band ±10%)")
+    assert 29 <= max(out.log.steps) < 199  # stopped, not run to the end
+    assert f"run stopped: {out.abort_reason}" in (tmp_path / "l").read_text()
+    assert not _alive(int(pidfile.read_text()))
+
+
+def test_an_honest_replay_runs_to_the_end_on_track(tmp_path):
+    terminal = _Terminal()
+    out = launch.run(replay(log=HONEST), log_path=tmp_path / "l", name="smoke_qwen3", total_steps=200,
+                     watch=smoke_watch(), progress=terminal)
+    assert out.ok and sorted(out.log.steps) == list(range(200))
+    last_line = terminal.getvalue().split("\r\x1b[2K")[-1]
+    assert last_line.startswith("[smoke_qwen3] step 200/200  loss 2.62  ")
+    assert last_line.endswith("  | curve @190: 3.017 vs baseline 2.843 (+6.1%) on track\n")
+
+
+def test_the_time_limit_still_wins_over_fail_fast(tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    out = launch.run(replay("--scale-loss", 2, "--step-delay", 0.2, "--grandchild-pidfile", pidfile, log=SMOKE),
+                     log_path=tmp_path / "l", name="smoke_qwen3", total_steps=200, limits=launch.Limits(wall=1.0),
+                     watch=smoke_watch())
+    assert out.abort_reason == "wall-clock limit of 1 s reached" and max(out.log.steps) < 29
+    assert not _alive(int(pidfile.read_text()))
+
+
+@pytest.mark.parametrize("fail_fast", [False, True], ids=["plain", "fail-fast-watching-a-broken-run"])
+def test_ctrl_c_ends_the_whole_group(tmp_path, fail_fast):
+    """Ctrl-C in the launcher (a real process) must end torchrun's stand-in and its child, fail-fast or not."""
+    pidfile = tmp_path / "grandchild.pid"
+    cmd = replay("--step-delay", 0.5, "--grandchild-pidfile", pidfile,
+                 *(("--scale-loss", 2) if fail_fast else ()), log=SMOKE if fail_fast else DENSE)
     script = (f"import sys; from pathlib import Path; from qwen_acceptance import launch; "
-              f"launch.run({replay('--step-delay', 0.5, '--grandchild-pidfile', pidfile)!r}, "
-              f"log_path=Path({str(tmp_path / 'l')!r}), name='t', total_steps=60)")
+              f"sys.path.insert(0, {str(HERE)!r}); from test_launch import smoke_watch; "
+              f"launch.run({cmd!r}, log_path=Path({str(tmp_path / 'l')!r}), name='t', total_steps=60, "
+              f"watch=smoke_watch() if {fail_fast} else None)")
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -12,7 +13,9 @@ import pytest
 from nemolog import write_log
 from qwen_acceptance import conformance, curves, logparse, metrics, models
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SMOKE = ROOT / "fixtures/logs/smoke_qwen3.log"
 MEASURED = "  provenance: {date: '2026-01-01', gpus: 8, log_sha256: abc}\n"
 
 
@@ -80,10 +83,14 @@ def test_failing_log_fails(tmp_path, full_log):
 
 def test_short_run_fails_final_step(tmp_path, full_log):
     log = reference_log(tmp_path / "short.log", 600, loss=lambda s: 3.0)
-    out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", _baselines(tmp_path, 3.0))
+    out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", _baselines(tmp_path, 3.0),
+                    "--runs-dir", tmp_path / "runs")
     assert out.returncode == 1
     assert "global_step 999 not reached (last logged: 599)" in out.stdout
     assert "did not reach global_step 999" in out.stdout  # the loss test fails too, never passes
+    (summary,) = (tmp_path / "runs/qwen3_8b").glob("recorded-*/report/summary.md")
+    text = summary.read_text()  # a run cut short has no final loss, in the report either
+    assert "| final loss | — (last logged step 599) |" in text and "| delta | — |" in text
 
 
 def test_nan_run_fails(tmp_path, full_log):
@@ -173,6 +180,73 @@ def test_live_run_failure_reports_the_log_tail(tmp_path, one_fake_gpu):
     assert (log.parent / "command.sh").read_text().count("torch.distributed.run") == 1
 
 
+@pytest.fixture
+def replayed_live_run(tmp_path, one_fake_gpu):
+    """`pytest -m smoke_qwen3` taking the live path, the launcher replaying a recorded log (replay_launch.py) in
+    place of torchrun; judged against the repository's baselines.yaml unless --baselines says otherwise."""
+    prefix = tmp_path / "data"
+    for suffix in (".bin", ".idx"):
+        Path(f"{prefix}{suffix}").touch()
+
+    def run(replay_args, *args):
+        env = {**one_fake_gpu, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+               "QA_REPLAY": shlex.join(map(str, replay_args))}
+        return run_suite("-p", "replay_launch", "-m", "smoke_qwen3", "--data-prefix", prefix, "--tokenizer",
+                         "bundled:qwen3", "--runs-dir", tmp_path / "runs", *args, env=env)
+    return run
+
+
+def test_live_run_of_an_honest_rerun_passes_and_shows_its_live_line(replayed_live_run):
+    """The smoke noise run furthest from the baseline (another seed), replayed as a live run: every numeric check
+    green (only conformance names the other seed), and its live line reaches the terminal rather than a test's
+    captured output, on track to the end."""
+    out = replayed_live_run([ROOT / "fixtures/smoke-runs/smoke_qwen3-h200x1-seed4321.log"])
+    assert "1 failed, 7 passed" in out.stdout, out.stdout + out.stderr
+    assert "FAILED tests/acceptance/test_pretraining.py::test_run_follows_reference[smoke_qwen3]" in out.stdout
+    assert "the run differs from the reference configuration: data.seed 4321 (reference 1234)" in out.stdout
+    assert "[smoke_qwen3] step 200/200  loss 2.62  " in out.stderr
+    assert "  | curve @190: 3.017 vs baseline 2.843 (+6.1%) on track\n" in out.stderr
+
+
+def test_fail_fast_stops_a_live_run_and_reports_it(tmp_path, replayed_live_run):
+    """Every loss of the smoke baseline's own log doubled (a derived broken run): the run is stopped at step 29,
+    every test of the model fails with the step and both values, and the report covers the steps it ran."""
+    out = replayed_live_run([SMOKE, "--scale-loss", 2, "--step-delay", 0.02])
+    assert out.returncode == 1 and "8 errors" in out.stdout, out.stdout + out.stderr
+    assert out.stdout.count("smoke_qwen3: fail-fast: the loss curve was beyond ±15% of the baseline's for 3 points in "
+                            "a row; at step 20 (mean of steps 20..29) the run's 18.04 against the baseline's 9.022 "
+                            "(+100.0%; band ±10%)") == 8
+    (summary,) = (tmp_path / "runs/smoke_qwen3").glob("*/report/summary.md")
+    assert f"report: {summary}" in out.stdout
+    text = summary.read_text()
+    assert "| run stopped | fail-fast: the loss curve was beyond ±15%" in text
+    assert "| final loss | — (last logged step " in text and "| delta | — |" in text
+    assert (summary.parent / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_fail_fast_lets_the_broken_run_finish(tmp_path, replayed_live_run):
+    out = replayed_live_run([SMOKE, "--scale-loss", 2], "--no-fail-fast")
+    assert "fail-fast" not in out.stdout + out.stderr
+    assert "[smoke_qwen3] step 200/200  loss 5.426  " in out.stderr
+    assert "  | curve @190: 5.685 vs baseline 2.843 (+100.0%) outside band\n" in out.stderr  # no stop count
+    assert "FAILED tests/acceptance/test_pretraining.py::test_loss_curve_within_band[smoke_qwen3]" in out.stdout
+    assert "PASSED tests/acceptance/test_pretraining.py::test_final_step_reached[smoke_qwen3]" in out.stdout
+
+
+@pytest.mark.parametrize("update", [False, True], ids=["no-curve", "baseline-update"])
+def test_fail_fast_off_says_why_once(tmp_path, replayed_live_run, update):
+    base = tmp_path / "baselines.yaml"
+    entry = ("  final_loss: 2.713\n  tolerance: 0.05\n  tokens_per_sec_per_gpu: 113217.61\n"
+             "  provenance: {date: '2026-11-28', gpus: 1, log_sha256: abc}\n")
+    base.write_text("smoke_qwen3:\n" + entry)  # measured, without a curve
+    out = replayed_live_run([SMOKE, "--scale-loss", 2], "--baselines", base, *(["--baseline-update"] * update))
+    why = ("--baseline-update records this run as the baseline" if update else
+           f"{base} has no loss curve for smoke_qwen3")
+    assert out.stderr.count(f"[smoke_qwen3] fail-fast off: {why}\n") == 1
+    assert out.stderr.count("fail-fast off") == 1
+    assert "PASSED tests/acceptance/test_pretraining.py::test_final_step_reached[smoke_qwen3]" in out.stdout
+
+
 def test_live_run_refuses_xdist_workers(one_fake_gpu):
     out = run_suite("-m", "smoke_qwen3", env={**one_fake_gpu, "PYTEST_XDIST_WORKER": "gw0"})
     assert out.returncode == 1
@@ -234,12 +308,11 @@ def test_corrupt_baselines_is_one_line_not_a_traceback(tmp_path, full_log):
     assert "Traceback" not in out.stdout and "raise AcceptanceError" not in out.stdout
 
 
-SMOKE_LOG = ROOT / "fixtures" / "logs" / "smoke_qwen3.log"
 SMOKE_RUNS = ROOT / "fixtures" / "smoke-runs"
 
 
 def test_a_log_of_another_model_fails_conformance():
-    out = run_suite("-m", "smoke_qwen3_moe", "--from-log", f"smoke_qwen3_moe={SMOKE_LOG}")
+    out = run_suite("-m", "smoke_qwen3_moe", "--from-log", f"smoke_qwen3_moe={SMOKE}")
     assert "FAILED tests/acceptance/test_pretraining.py::test_run_follows_reference[smoke_qwen3_moe]" in out.stdout
     assert "the run differs from the reference configuration: steps: the run planned 200 (reference 120)" in out.stdout
     assert "model_config 'Qwen3Config8B' (reference 'Qwen3Config30B_A3B')" in out.stdout
