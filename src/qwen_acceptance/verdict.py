@@ -1,13 +1,19 @@
-"""The verdict of record: a run passes only if it reached its last step, never went NaN, and its final loss is
-within the tolerance of the baseline (5% relative by default)."""
+"""The checks that judge a run, one function each, shared by the pytest tests, ``qwen-acceptance check`` and the
+sensitivity matrix. The verdict of record: a run passes only if it reached its last step, never went NaN, and its
+final loss is within the tolerance of the baseline (5% relative by default); the curve and throughput checks flag
+what the last step alone cannot show."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
 
-from . import metrics
+from . import curves, metrics
+from .baselines import Baseline
 from .errors import AcceptanceError
 from .logparse import TrainingLog
+from .models import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -15,6 +21,7 @@ class Check:
     name: str
     passed: bool
     detail: str
+    values: Mapping[str, Any] = field(default_factory=dict)  # the numbers behind it, for reports and JUnit
 
 
 @dataclass(frozen=True)
@@ -77,3 +84,52 @@ def judge(log: TrainingLog, *, final_step: int, baseline_loss: float, tolerance:
         delta = relative_delta(loss, baseline_loss)
         checks.append(check_loss(loss, baseline_loss, tolerance))
     return Verdict(log.source, final_step, loss, baseline_loss, tolerance, delta, tuple(checks))
+
+
+def check_final_loss(log: TrainingLog, spec: ModelSpec, entry: Baseline) -> Check:
+    """The reference rule against a measured baseline entry."""
+    loss = metrics.final_loss(log, spec.final_step)
+    check = check_loss(loss, entry.final_loss, entry.tolerance)
+    values = {"final_loss": loss, "baseline_loss": entry.final_loss,
+              "loss_delta_pct": round(100 * relative_delta(loss, entry.final_loss), 3),
+              "tolerance_pct": 100 * entry.tolerance, "verdict": "pass" if check.passed else "fail"}
+    return Check(check.name, check.passed, check.detail, values)
+
+
+def curve_comparison(log: TrainingLog, entry: Baseline, where: Path) -> curves.Comparison:
+    if entry.curve is None:
+        raise AcceptanceError(f"{where}: '{entry.model}' has no loss curve; record one with "
+                              f"`pytest -m {entry.model} --baseline-update`")
+    return curves.compare(curves.sparse(log), entry.curve, entry.curve_band)
+
+
+def check_curve_band(log: TrainingLog, entry: Baseline, where: Path) -> Check:
+    """Every 10-step mean within the baseline curve's band: a run that diverged and recovered is caught."""
+    c = curve_comparison(log, entry, where)
+    detail = (f"loss left the ±{entry.curve_band:.0%} band around the baseline curve at steps {list(c.outside)[:10]}"
+              if c.outside else f"loss within ±{entry.curve_band:.0%} of the baseline curve at every point") + (
+              f" (worst {c.worst_deviation:+.1%} at step {c.worst_step})")
+    return Check("loss_curve_within_band", not c.outside, detail,
+                 {"curve_worst_step": c.worst_step, "curve_worst_deviation_pct": round(100 * c.worst_deviation, 2)})
+
+
+def check_curve_correlation(log: TrainingLog, entry: Baseline, where: Path) -> Check:
+    c = curve_comparison(log, entry, where)
+    return Check("loss_curve_correlates", c.correlation >= entry.curve_min_correlation,
+                 f"loss curve correlates {c.correlation:.4f} with the baseline's over {c.points} points "
+                 f"(minimum {entry.curve_min_correlation})", {"curve_correlation": round(c.correlation, 5)})
+
+
+def check_throughput(log: TrainingLog, spec: ModelSpec, entry: Baseline, where: Path) -> Check:
+    """tokens/s/GPU within the baseline's band: slower fails, and so does much faster (refresh the baseline)."""
+    if entry.tokens_per_sec_per_gpu is None:
+        raise AcceptanceError(f"{where}: '{spec.name}' has no tokens_per_sec_per_gpu")
+    tps = metrics.throughput(log, seq_length=spec.seq_length, gpus=spec.gpus).mean
+    change = tps / entry.tokens_per_sec_per_gpu - 1
+    low, high = entry.throughput_band
+    detail = (f"{tps:,.0f} tokens/s/GPU is {change:+.1%} from the baseline's {entry.tokens_per_sec_per_gpu:,.0f} "
+              f"(band {low:+.0%} / {high:+.0%}" + ("; a gain this large asks for a baseline refresh)"
+                                                  if change > high else ")"))
+    return Check("throughput_within_band", low <= change <= high, detail,
+                 {"tokens_per_sec_per_gpu": round(tps, 2), "baseline_tokens_per_sec_per_gpu":
+                  entry.tokens_per_sec_per_gpu, "throughput_change_pct": round(100 * change, 2)})

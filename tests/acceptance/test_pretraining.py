@@ -32,21 +32,35 @@ def test_loss_finite(training_run):
 
 
 def test_final_loss_within_tolerance(training_run, acceptance, record_property):
-    acceptance.judge_final_loss(training_run, record_property)
+    """The verdict of record: |loss - baseline| / baseline within the tolerance at the last step."""
+    check = acceptance.judge_final_loss(training_run, record_property)
+    assert check.passed, f"{training_run.spec.name}: {check.detail}"
 
 
 def test_loss_curve_within_band(training_run, acceptance, record_property):
-    acceptance.judge_curve_band(training_run, record_property)
+    """Every 10-step mean within the baseline curve's band (a run that diverged and recovered is caught)."""
+    check = acceptance.judge_curve_band(training_run, record_property)
+    assert check.passed, f"{training_run.spec.name}: {check.detail}"
 
 
 def test_loss_curve_correlates(training_run, acceptance, record_property):
-    acceptance.judge_curve_correlation(training_run, record_property)
+    check = acceptance.judge_curve_correlation(training_run, record_property)
+    assert check.passed, f"{training_run.spec.name}: {check.detail}"
 
 
 def test_throughput_within_band(training_run, acceptance, record_property):
-    acceptance.judge_throughput(training_run, record_property)
+    """tokens/s/GPU over the reference window within the baseline's band (slower fails; much faster asks for a
+    baseline refresh)."""
+    check = acceptance.judge_throughput(training_run, record_property)
+    assert check.passed, f"{training_run.spec.name}: {check.detail}"
 
 
 def test_throughput_recorded(training_run, acceptance, benchmark):
     throughput = acceptance.record_throughput(training_run, benchmark)
     assert math.isfinite(throughput.mean) and throughput.mean > 0
+
+
+def test_record_baseline(training_run, acceptance):
+    """Only under --baseline-update (the other judging tests are then skipped): records a complete clean run that
+    follows the reference, and fails on purpose so an updating session is never green."""
+    acceptance.update_baseline(training_run)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -136,6 +137,9 @@ def test_baseline_update_flow(tmp_path, full_log):
     out = run_suite("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}", "--baselines", base, "--baseline-update")
     assert out.returncode == 1  # a session that updates baselines is never green
     assert "baseline updated" in out.stdout and "+  final_loss: 3.002" in out.stdout
+    # Nothing judges against the file while this session rewrites it (so no outcome depends on test order).
+    assert re.search(r"SKIPPED \[4\] \S+: qwen3_8b: --baseline-update records baselines in this session; rerun "
+                     "without it to judge", out.stdout)
     text = base.read_text()
     assert text.startswith("# keep me\nqwen25_7b:\n  final_loss: 9.5  # and me\n")
     assert "tolerance: 0.04" in text and "log_sha256:" in text
