@@ -9,6 +9,7 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -167,6 +168,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    """The fault matrix: every variant trained through the launcher and judged with the suite's checks."""
+    from . import sensitivity
+
+    base = models.get_model(args.model, args.models)
+    variants = sensitivity.select(args.faults, args.lr_scale, args.catalogue)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    out = args.out or args.runs_dir / "sensitivity" / f"{base.name}-{stamp}"
+    setup = sensitivity.Setup(runs_dir=args.runs_dir, data=launch.data_choice(args), baselines_path=args.baselines,
+                              limits=launch.limits(args), models_file=args.models, te=args.te,
+                              attention=args.attention)
+    rows = sensitivity.run_matrix(base, variants, out, setup)
+    print(sensitivity.markdown(base.name, rows), end="")
+    print(f"table and logs: {out}")
+    return EXIT_PASS if all(r.outcome in ("passed", "caught", "skipped") for r in rows) else EXIT_FAIL
+
+
 def cmd_memory(args: argparse.Namespace) -> int:
     """Modelled peak memory per GPU for a model and layout, before any GPU is booked (``memory.py``)."""
     from . import memory
@@ -303,6 +321,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="throughput probe: the full model for a few steps; tokens/s/GPU, MFU, memory")
     ben.add_argument("--steps", type=int, default=30, help="steps to run (default 30)")
     ben.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sen = sub.add_parser("sensitivity", help="train the fault catalogue's variants of a smoke model and tabulate "
+                                             "what the suite's checks catch")
+    sen.add_argument("model")
+    sen.add_argument("--faults", nargs="+", metavar="NAME", help="variants to run (default: the whole catalogue)")
+    sen.add_argument("--lr-scale", type=float, action="append", default=[], metavar="S",
+                     help="also a variant with the learning rate × S (repeatable; for bisecting detection power)")
+    sen.add_argument("--catalogue", type=Path, help="fault catalogue YAML (default: the packaged faults.yaml)")
+    sen.add_argument("--out", type=Path, help="table.md, table.json and logs/ go here (default: "
+                                              "RUNS_DIR/sensitivity/MODEL-STAMP)")
+    sen.add_argument("--baselines", type=Path, default=Path("baselines.yaml"),
+                     help="the baselines the variants are judged against (default: ./baselines.yaml)")
+    _add_models_option(sen)
+    for flag, kwargs in launch.OPTIONS:
+        sen.add_argument(flag, **kwargs)
+    sen.set_defaults(func=cmd_sensitivity)
 
     mem = _model_parser(sub, "memory", cmd_memory, live=False,
                         help="modelled peak GPU memory for a model and layout (no GPU needed)")

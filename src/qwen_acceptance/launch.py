@@ -364,6 +364,7 @@ class DataChoice:
     corpus: str | None = None
     tokenizer: str | None = None
     cache_dir: Path | None = None
+    append_eod: bool = False  # each document ends with the eos token (the reference appends none)
 
 
 @dataclass(frozen=True)
@@ -393,7 +394,8 @@ def plan(spec: ModelSpec, *, runs_dir: Path, data: DataChoice, models_file: Path
         corpus = sources.resolve_input(data.corpus or spec.data.corpus)
         if not corpus.is_file():
             raise AcceptanceError(f"{corpus}: no such corpus file (models.yaml data.corpus, or --corpus)")
-        prefix = datacache.ensure_dataset(corpus, tokenizer_name, data.cache_dir or default_cache_dir()).prefix
+        prefix = datacache.ensure_dataset(corpus, tokenizer_name, data.cache_dir or default_cache_dir(),
+                                          append_eod=data.append_eod).prefix
     else:
         prefix = Path(f"<{data.corpus or spec.data.corpus} preprocessed at launch>")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())

@@ -135,6 +135,13 @@ def typed_value(dotted: str, value: Any, current: Any, where: str) -> Any:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise bad("a string")
         return str(value)
+    if type(current).__name__ == "dtype" and type(current).__module__ == "torch":
+        import torch
+
+        dtype = getattr(torch, str(value), None)
+        if not isinstance(dtype, torch.dtype):
+            raise bad("a torch dtype name, e.g. bfloat16")
+        return dtype
     if type(value) is not type(current):
         raise bad(f"a {type(current).__name__}, which cannot be set from the command line")
     return value

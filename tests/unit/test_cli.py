@@ -178,3 +178,9 @@ def test_memory_refuses_what_it_does_not_model(args, message):
     out = cli("memory", *args)
     errors = [line for line in out.stderr.splitlines() if line.startswith("qwen-acceptance:")]
     assert out.returncode == 2 and len(errors) == 1 and message in errors[0], out.stderr
+
+
+def test_sensitivity_refuses_an_unknown_variant_before_anything_starts(tmp_path):
+    out = cli("sensitivity", "smoke_qwen3", "--faults", "lr_x9", "--runs-dir", tmp_path)
+    assert out.returncode == 2 and "--faults: unknown variant(s) lr_x9; the catalogue has rerun, seed_4321" in out.stderr
+    assert not list(tmp_path.iterdir())
