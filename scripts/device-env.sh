@@ -4,7 +4,11 @@
 # shellcheck disable=SC2034  # PLUGIN is for the sourcing script
 PLUGIN=()
 if [ -d .whl ] && ! python3 -c 'import nemo' 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || return 1
+  # Once per machine: a warm machine keeps /tmp/site between calls (the import above fails only for lack of the path).
+  if [ ! -f /tmp/site/.installed ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || return 1
+    touch /tmp/site/.installed
+  fi
   export PYTHONPATH=/tmp/site:$PWD/src
   PLUGIN=(-p qwen_acceptance.plugin)
 fi
