@@ -52,7 +52,7 @@ def run(module, inputs, grad_output=None, backend=None):
 def probe(label, inputs, grad_output=None):
     from megatron.core.transformer.dot_product_attention import DotProductAttention
 
-    from qwen_acceptance.attention import SDPAttention
+    from qwen_acceptance.run.attention import SDPAttention
 
     for name, backend in BACKENDS:
         print(f"{label} {name:15s} {run(SDPAttention, inputs, grad_output, backend)}", flush=True)

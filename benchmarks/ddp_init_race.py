@@ -75,7 +75,7 @@ def install(order: str) -> None:
 
 
 def main() -> None:
-    from qwen_acceptance import train
+    from qwen_acceptance.run import train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--order", choices=ORDERS, required=True)

@@ -19,7 +19,7 @@ nvidia-smi -L
 data=/tmp/qa-race/data
 python3 -m qwen_acceptance.cli preprocess --input bundled:python-reference --tokenizer-type bundled:qwen3 \
   --output-prefix "$data/ref" --no-progress > "$out/preprocess.log" 2>&1 || { cat "$out/preprocess.log"; exit 1; }
-tok=$(python3 -c 'from qwen_acceptance.sources import bundled_qwen3_dir; print(bundled_qwen3_dir())')
+tok=$(python3 -c 'from qwen_acceptance.data.sources import bundled_qwen3_dir; print(bundled_qwen3_dir())')
 
 for mode in "" --fixed; do  # REPRO=0 skips the stand-alone reproduction
   [ "${REPRO:-1}" = 0 ] && break

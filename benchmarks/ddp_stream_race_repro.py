@@ -12,7 +12,7 @@ stream busy with ``torch.cuda._sleep``:
              and writes into it (here: int32 token ids, as the first batch's copy to the GPU does): the buffer
              gets the token ids' bits.
 
-``--fixed`` orders the streams as ``qwen_acceptance.train.order_ddp_init`` does (the side stream waits for the
+``--fixed`` orders the streams as ``qwen_acceptance.run.train.order_ddp_init`` does (the side stream waits for the
 default one before, the default stream for the side one after). Each trial prints how many parameters differ
 from what they were before DDP; exit 1 when any did.
 

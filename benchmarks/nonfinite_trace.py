@@ -107,7 +107,7 @@ class Tracer:
 
 
 def main() -> None:
-    from qwen_acceptance import train
+    from qwen_acceptance.run import train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trace-calls", type=int, default=200, help="module calls to print in full")

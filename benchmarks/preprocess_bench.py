@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 
-from qwen_acceptance import preprocess, sources
+from qwen_acceptance.data import preprocess, sources
 
 _TOKENIZER = None
 
@@ -77,7 +77,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         for workers in args.workers:
             ref_s, tokens = reference(path, tmp / f"ref{workers}", workers, tokenizer_dir)
-            report = preprocess.run(preprocess.Options(path, tmp / f"ours{workers}", str(tokenizer_dir),
+            report = preprocess.build(preprocess.Options(path, tmp / f"ours{workers}", str(tokenizer_dir),
                                                        workers=workers, progress=False))
             same = all((tmp / f"ref{workers}_text_document{s}").read_bytes()
                        == (tmp / f"ours{workers}_text_document{s}").read_bytes() for s in (".bin", ".idx"))

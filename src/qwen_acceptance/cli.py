@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
-from . import baselines, flops, launch, logparse, metrics, models, preprocess, recipes, sources, verdict, yamlio
-from .errors import AcceptanceError
-from .train import add_run_arguments, spec_from_args
+from qwen_acceptance import models, yamlio
+from qwen_acceptance.data import preprocess, sources
+from qwen_acceptance.judge import baselines, logparse, metrics, verdict
+from qwen_acceptance.perf import probe
+from qwen_acceptance.run import plan, recipes
+from qwen_acceptance.errors import AcceptanceError
+from qwen_acceptance.run.options import LIVE_OPTIONS, add_run_arguments, data_choice, limits_from, spec_from_args
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -112,7 +114,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     )
     if options.workers < 1:
         raise AcceptanceError(f"--workers must be at least 1, got {options.workers}")
-    report = preprocess.run(options)
+    report = preprocess.build(options)
     for key, stem in report.outputs.items():
         print(f"wrote {stem}.bin and {stem}.idx ({key})")
     print(report.summary())
@@ -123,20 +125,23 @@ def cmd_launch(args: argparse.Namespace) -> int:
     spec = spec_from_args(args.model, args)
     if args.override and not args.dry_run:  # a dry run builds the recipe anyway
         recipes.check_overrides(spec)
-    plan = launch.plan(spec, runs_dir=args.runs_dir, data=launch.data_choice(args), models_file=args.models,
-                       te=args.te, attention=args.attention, prepare_data=not args.dry_run)
+    the_plan = plan.prepare(spec, runs_dir=args.runs_dir, data=data_choice(args), models_file=args.models,
+                            te=args.te, attention=args.attention, prepare_data=not args.dry_run)
     if args.dry_run:
-        print(yamlio.dump(_dry_run_config(plan, args.te, args.attention)), end="")
+        print(yamlio.dump(plan.describe(the_plan, args.te, args.attention)), end="")
         return EXIT_PASS
-    outcome = launch.execute(plan, limits=launch.limits(args), progress=sys.stderr)
+    outcome = plan.execute(the_plan, limits=limits_from(args), progress=sys.stderr)
     if not outcome.ok:
         print(f"qwen-acceptance: {spec.name}: {outcome.failure()}", file=sys.stderr)
         return EXIT_FAIL
-    summary = metrics.summarize(outcome.log, seq_length=spec.seq_length, gpus=spec.gpus)
-    print(f"{spec.name}: finished; log {outcome.log_path}; last step {summary.last_step}, "
-          f"final loss {summary.final_loss}, "
-          + (f"{summary.throughput.mean:,.0f} tokens/s/GPU" if summary.throughput else "throughput unavailable"))
-    return EXIT_PASS if summary.last_step == spec.final_step else EXIT_FAIL
+    log, last = outcome.log, outcome.log.last_step
+    try:
+        speed = f"{metrics.run_throughput(log, spec).mean:,.0f} tokens/s/GPU"
+    except AcceptanceError as exc:
+        speed = f"throughput unavailable ({exc})"
+    loss = log.steps[last].get(logparse.LOSS) if last is not None else None
+    print(f"{spec.name}: finished; log {outcome.log_path}; last step {last}, final loss {loss}, {speed}")
+    return EXIT_PASS if last == spec.final_step else EXIT_FAIL
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -150,13 +155,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                         "trainer.val_check_interval": args.steps})
     if args.override:
         recipes.check_overrides(spec)
-    plan = launch.plan(spec, runs_dir=args.runs_dir, data=launch.data_choice(args), models_file=args.models,
-                       te=args.te, attention=args.attention)
-    outcome = launch.execute(plan, limits=launch.limits(args), progress=sys.stderr)
+    the_plan = plan.prepare(spec, runs_dir=args.runs_dir, data=data_choice(args), models_file=args.models,
+                            te=args.te, attention=args.attention)
+    outcome = plan.execute(the_plan, limits=limits_from(args), progress=sys.stderr)
     if not outcome.ok:
         print(f"qwen-acceptance: {spec.name}: {outcome.failure()}", file=sys.stderr)
         return EXIT_FAIL
-    result = probe_result(spec, outcome.log, outcome.log_path)
+    result = probe.result(spec, outcome.log, outcome.log_path)
     if args.json:
         _print_json(result)
     else:
@@ -170,24 +175,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     """The fault matrix: every variant trained through the launcher and judged with the suite's checks."""
-    from . import sensitivity
+    from qwen_acceptance.sensitivity import faults, table
 
     base = models.get_model(args.model, args.models)
-    variants = sensitivity.select(args.faults, args.lr_scale, args.catalogue)
+    variants = faults.select(args.faults, args.lr_scale, args.catalogue)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     out = args.out or args.runs_dir / "sensitivity" / f"{base.name}-{stamp}"
-    setup = sensitivity.Setup(runs_dir=args.runs_dir, data=launch.data_choice(args), baselines_path=args.baselines,
-                              limits=launch.limits(args), models_file=args.models, te=args.te,
+    setup = table.Setup(runs_dir=args.runs_dir, data=data_choice(args), baselines_path=args.baselines,
+                              limits=limits_from(args), models_file=args.models, te=args.te,
                               attention=args.attention)
-    rows = sensitivity.run_matrix(base, variants, out, setup)
-    print(sensitivity.markdown(base.name, rows), end="")
+    rows = table.run_matrix(base, variants, out, setup)
+    print(table.markdown(base.name, rows), end="")
     print(f"table and logs: {out}")
     return EXIT_PASS if all(r.outcome in ("passed", "caught", "skipped") for r in rows) else EXIT_FAIL
 
 
 def cmd_memory(args: argparse.Namespace) -> int:
     """Modelled peak memory per GPU for a model and layout, before any GPU is booked (``memory.py``)."""
-    from . import memory
+    from qwen_acceptance.perf import memory
 
     args.probe = True  # a plan, not an acceptance run: any GPU count
     spec = spec_from_args(args.model, args)
@@ -216,53 +221,6 @@ def cmd_memory(args: argparse.Namespace) -> int:
         for name, ok in fits.items():
             print(f"  {name} ({capacities[name]} GiB): {'fits' if ok else 'does not fit'}")
     return EXIT_PASS if all(fits.values()) or not args.gpu_memory else EXIT_FAIL
-
-
-def probe_result(spec: models.ModelSpec, log: logparse.TrainingLog, log_path: Path) -> dict:
-    """The probe's numbers: the reference's mean with a window trimmed for a short run (a tenth, at least 3 steps
-    at each end: the first steps compile and warm up)."""
-    trim = max(3, spec.max_steps // 10)
-    tp = metrics.throughput(log, trim=trim, seq_length=spec.seq_length, gpus=spec.gpus)
-    dims = flops.Dims.from_config(SimpleNamespace(**log.shape), spec.seq_length)
-    per_token = flops.training_flops_per_token(dims)
-    gpu = log.environment.get("gpu") or log.gpu_name
-    peak = flops.peak_tflops(gpu)
-    peak_mem = max((r.get("max_allocated_gib", 0.0) for r in log.peak_memory), default=None)
-    return {
-        "model": spec.name, "gpu": gpu, "gpus": spec.gpus, "layout": spec.layout.describe(),
-        "global_batch_size": spec.global_batch_size, "micro_batch_size": spec.micro_batch_size,
-        "seq_length": spec.seq_length, "steps": spec.max_steps, "trim": trim,
-        "window": [tp.first_step, tp.last_step], "tokens_per_sec_per_gpu": tp.mean,
-        "step_time_s": statistics.fmean(tp.step_times) if tp.step_times else None,
-        "peak_memory_gib": None if peak_mem is None else round(peak_mem, 1),
-        "flops_per_token": per_token, "peak_tflops": peak,
-        "mfu": None if peak is None else flops.mfu(tp.mean, per_token, peak),
-        "attention": log.resolved.get("attention"), "log": str(log_path),
-    }
-
-
-def _dry_run_config(plan: launch.Plan, te: str, attention: str) -> dict:
-    spec, topo = plan.spec, plan.topology
-    config = {
-        "command": plan.command,
-        "run_dir": str(plan.run_dir),
-        "topology": {"nodes": topo.nnodes, "node_rank": topo.node_rank, "gpus_per_node": topo.gpus_per_node,
-                     "master": f"{topo.master_addr}:{topo.master_port}", "slurm": topo.slurm},
-        "model": {"name": spec.name, "recipe": spec.recipe, "gpus": spec.gpus, "layout": spec.layout.describe(),
-                  "global_batch_size": spec.global_batch_size, "micro_batch_size": spec.micro_batch_size,
-                  "seq_length": spec.seq_length, "max_steps": spec.max_steps, "seed": spec.seed,
-                  "lr": {"max": spec.lr.max, "min": spec.lr.min, "warmup_steps": spec.lr.warmup_steps}},
-        "data": {"prefix": str(plan.data_prefix), "tokenizer": str(plan.tokenizer_dir)},
-    }
-    try:
-        use_te = recipes.resolve_te(te)
-        recipe = recipes.build(spec, recipes.RunPaths(plan.data_prefix, plan.tokenizer_dir, plan.run_dir),
-                               nodes=topo.nnodes, te=use_te, attention=attention)
-        config["nemo_recipe"] = {"transformer_engine": use_te,
-                                 "attention": recipes.resolve_attention(attention, use_te), **recipes.resolved(recipe)}
-    except ImportError as exc:
-        config["nemo_recipe"] = f"not resolved: NeMo is not importable here ({exc.name})"
-    return config
 
 
 def _add_models_option(parser: argparse.ArgumentParser) -> None:
@@ -334,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     sen.add_argument("--baselines", type=Path, default=Path("baselines.yaml"),
                      help="the baselines the variants are judged against (default: ./baselines.yaml)")
     _add_models_option(sen)
-    for flag, kwargs in launch.OPTIONS:
+    for flag, kwargs in LIVE_OPTIONS:
         sen.add_argument(flag, **kwargs)
     sen.set_defaults(func=cmd_sensitivity)
 
@@ -350,11 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _model_parser(sub: Any, name: str, func: Callable[[argparse.Namespace], int], *, live: bool,
                   help: str) -> argparse.ArgumentParser:
     """A subcommand about one model of the matrix: the run options (``train``'s), and where it starts a run,
-    the launcher's options (``launch.OPTIONS``, shared with the pytest plugin)."""
+    the launcher's options (``LIVE_OPTIONS``, shared with the pytest plugin)."""
     parser = sub.add_parser(name, help=help)
     parser.add_argument("model")
     add_run_arguments(parser)
-    for flag, kwargs in launch.OPTIONS if live else ():
+    for flag, kwargs in LIVE_OPTIONS if live else ():
         parser.add_argument(flag, **kwargs)
     parser.set_defaults(func=func)
     return parser

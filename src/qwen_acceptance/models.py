@@ -8,8 +8,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import yamlio
-from .errors import AcceptanceError
+from qwen_acceptance import yamlio
+from qwen_acceptance.errors import AcceptanceError
 
 MODELS_ENV = "QWEN_ACCEPTANCE_MODELS"
 

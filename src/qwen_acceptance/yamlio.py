@@ -11,7 +11,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from .errors import AcceptanceError
+from qwen_acceptance.errors import AcceptanceError
 
 
 def _round_trip() -> YAML:

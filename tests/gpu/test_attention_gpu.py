@@ -8,7 +8,6 @@ import torch
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 @pytest.mark.parametrize("s, heads, groups, d", [(256, 8, 2, 64), (1024, 16, 4, 128), (512, 8, 8, 64)])
@@ -18,7 +17,7 @@ def test_sdpa_matches_local_attention(s, heads, groups, d):
     from megatron.core.transformer.dot_product_attention import DotProductAttention
     from megatron.core.transformer.enums import AttnMaskType
 
-    from qwen_acceptance.attention import SDPAttention
+    from qwen_acceptance.run.attention import SDPAttention
 
     init_parallel_state("nccl")
     model_parallel_cuda_manual_seed(1234)

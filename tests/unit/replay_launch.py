@@ -7,11 +7,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from qwen_acceptance import launch
+from qwen_acceptance.run import plan
 
 
 def _replay_command(*_args: object, **_kwargs: object) -> list[str]:
     return [sys.executable, str(Path(__file__).with_name("replay_nemo.py")), *shlex.split(os.environ["QA_REPLAY"])]
 
 
-launch.command = _replay_command
+plan.command = _replay_command

@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from attention_setup import config, init_parallel_state  # noqa: E402
 from megatron.core.transformer.enums import AttnMaskType  # noqa: E402
 
-from qwen_acceptance.attention import SDPAttention  # noqa: E402
+from qwen_acceptance.run.attention import SDPAttention  # noqa: E402
 
 
 def reference(q, k, v, causal, mask=None):

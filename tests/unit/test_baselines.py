@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen_acceptance import baselines
+from qwen_acceptance.judge import baselines
 from qwen_acceptance.errors import AcceptanceError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from nemolog import write_log
-from qwen_acceptance import conformance, logparse, models
+from qwen_acceptance import models
+from qwen_acceptance.judge import conformance, logparse
+from qwen_acceptance.run import reference
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "fixtures" / "logs" / "smoke_qwen3.log"
@@ -18,7 +20,7 @@ MATRIX = models.load_matrix()
 
 def check(path, model):
     spec = MATRIX[model]
-    return conformance.check(logparse.parse_file(path), spec, conformance.expected_config(spec))
+    return conformance.check(logparse.parse_file(path), spec, reference.expected(spec))
 
 
 def unflatten(flat):
@@ -36,7 +38,7 @@ def with_resolved(tmp_path, source, change):
     """``source`` with its resolved line replaced by the reference's full configuration, ``change``d."""
     spec = MATRIX["smoke_qwen3"]
     resolved = {**json.loads(re.search(r"resolved: (.*)", source.read_text()).group(1)),
-                **unflatten(conformance.expected_config(spec)), "model": spec.name, "probe": False}
+                **unflatten(reference.expected(spec)), "model": spec.name, "probe": False}
     change(resolved)
     text = re.sub(r"(\[qwen-acceptance\] resolved: ).*", lambda m: m.group(1) + json.dumps(resolved),
                   source.read_text())
@@ -73,14 +75,14 @@ def test_reference_lr_is_nemos_cosine_annealing(lr, steps):
 @pytest.mark.slow
 def test_reference_config_file_is_what_nemo_builds():
     """reference_config.yaml holds, for every model, the values NeMo's recipe gives it: regenerate it with
-    `python -m qwen_acceptance.conformance --write` when the matrix or NeMo changes."""
+    `python -m qwen_acceptance.run.reference --write` when the matrix or NeMo changes."""
     from qwen_acceptance import yamlio
 
-    stored = yamlio.load(conformance._package_file("reference_config.yaml"))
+    stored = yamlio.load(conformance.reference_path())
     assert list(stored) == list(MATRIX)
     for name, spec in MATRIX.items():
         assert stored[name]["fingerprint"] == conformance.fingerprint(spec), name
-        assert dict(stored[name]["values"]) == conformance.build_expected(spec), name
+        assert dict(stored[name]["values"]) == reference.build(spec), name
 
 
 @pytest.mark.parametrize("path", [SMOKE, RUNS / "smoke_qwen3-h200x1-seed1234-rerun.log",

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from nemolog import write_log
-from qwen_acceptance import baselines, curves, logparse
+from qwen_acceptance.judge import baselines, curves, logparse
 from qwen_acceptance.errors import AcceptanceError
 
 

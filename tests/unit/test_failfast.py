@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from nemolog import scale_loss
-from qwen_acceptance import baselines, curves, failfast, logparse, models
+from qwen_acceptance import models
+from qwen_acceptance.judge import baselines, curves, failfast, logparse
 
 ROOT = Path(__file__).resolve().parents[2]
 BASELINES = baselines.load(ROOT / "baselines.yaml")

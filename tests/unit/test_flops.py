@@ -2,7 +2,7 @@
 
 import pytest
 
-from qwen_acceptance import flops, memory
+from qwen_acceptance.perf import flops, memory
 from qwen_acceptance.errors import AcceptanceError
 
 
@@ -50,12 +50,13 @@ def test_probe_result_from_a_recorded_h200_bench_log():
     """`qwen-acceptance bench`'s numbers, from the log of a real probe on 1× H200 (fixtures/bench)."""
     from pathlib import Path
 
-    from qwen_acceptance import logparse, models
-    from qwen_acceptance.cli import probe_result
+    from qwen_acceptance import models
+    from qwen_acceptance.judge import logparse
+    from qwen_acceptance.perf import probe
 
     path = Path(__file__).resolve().parents[2] / "fixtures/bench/smoke_qwen3-bench-30steps.log"
     spec = models.get_model("smoke_qwen3").with_changes(max_steps=30)
-    result = probe_result(spec, logparse.parse_file(path), path)
+    result = probe.result(spec, logparse.parse_file(path), path)
     assert (result["trim"], result["window"]) == (3, [3, 26])  # a tenth of a short run, at least 3 steps
     assert result["peak_memory_gib"] == 6.7 and result["attention"] == "sdpa" and result["gpu"] == "NVIDIA H200"
     d = flops.Dims(layers=4, hidden=512, heads=8, groups=4, head_dim=64, ffn=1536, vocab=151936, seq=1024)

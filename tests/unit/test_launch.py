@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from qwen_acceptance import baselines, failfast, launch, models
+from qwen_acceptance import models
+from qwen_acceptance.judge import baselines, failfast
+from qwen_acceptance.run import monitor, plan, topology
 from qwen_acceptance.errors import AcceptanceError
 
 HERE = Path(__file__).resolve().parent
@@ -37,8 +39,8 @@ class _Terminal(io.StringIO):
 
 
 def cmd_for(spec, env):
-    topo = launch.topology_from_env(spec, env)
-    return topo, launch.command(spec, topo, data_prefix=Path("/d/p"), tokenizer_dir=Path("/t"),
+    topo = topology.topology_from_env(spec, env)
+    return topo, plan.command(spec, topo, data_prefix=Path("/d/p"), tokenizer_dir=Path("/t"),
                                 run_dir=Path("/r"), python="python")
 
 
@@ -61,7 +63,7 @@ def test_multi_node_from_reference_variables():
     assert cmd[5:15] == ["--nnodes", "4", "--node-rank", "2", "--master-addr", "10.0.0.1", "--master-port", "29500",
                          "-m", "qwen_acceptance.train"]
     assert cmd[cmd.index("--nodes") + 1] == "4"
-    assert launch.topology_from_env(MATRIX["qwen2_72b"], {**env, "NNODES": "4", "NODE_RANK": "0"}).judges
+    assert topology.topology_from_env(MATRIX["qwen2_72b"], {**env, "NNODES": "4", "NODE_RANK": "0"}).judges
 
 
 def test_slurm_uses_srun_across_the_allocation():
@@ -77,7 +79,7 @@ def test_slurm_uses_srun_across_the_allocation():
 def test_slurm_without_a_master_is_a_clear_error():
     env = {"SLURM_JOB_ID": "77", "SLURM_NNODES": "4", "SLURM_JOB_NODELIST": "node[01-04]", "PATH": "/nonexistent"}
     with pytest.raises(AcceptanceError, match=r"Slurm: cannot find the first host of 'node\[01-04\]'; set MASTER_ADDR"):
-        launch.topology_from_env(MATRIX["qwen25_72b"], env)
+        topology.topology_from_env(MATRIX["qwen25_72b"], env)
 
 
 @pytest.mark.parametrize("env, message", [
@@ -87,19 +89,63 @@ def test_slurm_without_a_master_is_a_clear_error():
 ])
 def test_bad_launch_variables(env, message):
     with pytest.raises(AcceptanceError, match=message):
-        launch.topology_from_env(MATRIX["qwen3_8b"], env)
+        topology.topology_from_env(MATRIX["qwen3_8b"], env)
+
+
+def _lines(log, first=0, last=None):
+    lines = [line for line in log.read_text().splitlines(keepends=True) if "Training epoch" in line]
+    return lines[first:last]
+
+
+def test_monitor_rules_without_a_process():
+    """The stop rules, fed lines and times by hand: NaN, startup, hang and wall limits; the first reason stays."""
+    m = monitor.Monitor("fed", limits=monitor.Limits(startup=10, hang=5, wall=100), start=0.0)
+    assert m.feed("importing nemo\n", 1.0) is None and m.check(9.0) is None
+    assert m.check(10.5) == "no training step within 10 s of the start"
+    m = monitor.Monitor("fed", limits=monitor.Limits(startup=10, hang=5, wall=100), start=0.0)
+    for now, line in enumerate(_lines(DENSE, 0, 3), start=2):
+        assert m.feed(line, float(now)).step == now - 2
+    assert m.check(8.0) is None and m.check(9.5) == "no new step for 5 s (hung?)"
+    assert m.check(200.0) == "no new step for 5 s (hung?)"  # the first reason is the one reported
+    m = monitor.Monitor("fed", limits=monitor.Limits(startup=None, hang=None, wall=100), start=0.0)
+    assert m.check(100.5) == "wall-clock limit of 100 s reached"
+
+
+def test_monitor_stops_on_a_non_finite_loss_and_keeps_the_tail():
+    from nemolog import with_loss
+
+    m = monitor.Monitor("fed", start=0.0)
+    good, bad = _lines(DENSE, 0, 2)
+    m.feed(good, 1.0)
+    m.feed(with_loss(bad, float("nan")), 2.0)
+    assert m.abort == "loss is nan at step 1" and m.check(3.0) == "loss is nan at step 1"
+    assert m.tail[-1].startswith("Training epoch 0, iteration 1/") and sorted(m.log.steps) == [0, 1]
+
+
+def test_monitor_fail_fast_from_fed_lines():
+    """The smoke baseline's own log, its loss doubled: stopped at the third point past the stop line."""
+    from nemolog import scale_loss
+
+    m = monitor.Monitor("fed", watch=smoke_watch(), start=0.0)
+    stopped_at = None
+    for now, line in enumerate(scale_loss(_lines(SMOKE), 2.0)):
+        record = m.feed(line, float(now))
+        if m.abort and stopped_at is None:
+            stopped_at = record.step
+    assert stopped_at == 29 and m.abort.startswith("fail-fast: the loss curve was beyond ±15% of the baseline's")
+    assert m.status().startswith("curve @20: 18.04 vs baseline 9.022 (+100.0%) outside band (3 of 3 past ±15%)")
 
 
 def test_clean_run_is_parsed_live(tmp_path):
     seen = []
-    out = launch.run(replay(), log_path=tmp_path / "train.log", name="t", total_steps=60, on_step=seen.append)
+    out = monitor.supervise(replay(), log_path=tmp_path / "train.log", name="t", total_steps=60, on_step=seen.append)
     assert out.ok and out.returncode == 0 and sorted(out.log.steps) == list(range(60))
     assert [r.step for r in seen] == list(range(60))
     assert (tmp_path / "train.log").read_text().startswith("# ")  # the command heads the log
 
 
 def test_nan_loss_stops_the_run_early(tmp_path):
-    out = launch.run(replay("--nan-at-step", 5, "--step-delay", 0.05), log_path=tmp_path / "l", name="t",
+    out = monitor.supervise(replay("--nan-at-step", 5, "--step-delay", 0.05), log_path=tmp_path / "l", name="t",
                      total_steps=60)
     assert not out.ok and out.abort_reason == "loss is nan at step 5"
     assert max(out.log.steps) < 59  # stopped, not run to the end
@@ -107,22 +153,22 @@ def test_nan_loss_stops_the_run_early(tmp_path):
 
 
 def test_hang_is_detected(tmp_path):
-    out = launch.run(replay("--stop-after-step", 3, "--then-sleep", 60), log_path=tmp_path / "l", name="t",
-                     total_steps=60, limits=launch.Limits(hang=1.5))
+    out = monitor.supervise(replay("--stop-after-step", 3, "--then-sleep", 60), log_path=tmp_path / "l", name="t",
+                     total_steps=60, limits=monitor.Limits(hang=1.5))
     assert out.abort_reason == "no new step for 2 s (hung?)" and max(out.log.steps) == 3
 
 
 def test_startup_timeout_and_wall_limit(tmp_path):
-    out = launch.run([sys.executable, "-c", "import time; print('importing', flush=True); time.sleep(60)"],
-                     log_path=tmp_path / "a", name="t", total_steps=60, limits=launch.Limits(startup=1.0))
+    out = monitor.supervise([sys.executable, "-c", "import time; print('importing', flush=True); time.sleep(60)"],
+                     log_path=tmp_path / "a", name="t", total_steps=60, limits=monitor.Limits(startup=1.0))
     assert out.abort_reason == "no training step within 1 s of the start" and out.tail == ["importing"]
-    out = launch.run(replay("--step-delay", 0.2), log_path=tmp_path / "b", name="t", total_steps=60,
-                     limits=launch.Limits(wall=1.0))
+    out = monitor.supervise(replay("--step-delay", 0.2), log_path=tmp_path / "b", name="t", total_steps=60,
+                     limits=monitor.Limits(wall=1.0))
     assert out.abort_reason == "wall-clock limit of 1 s reached"
 
 
 def test_crash_reports_exit_code_and_last_lines(tmp_path):
-    out = launch.run(replay("--stop-after-step", 10, "--exit-code", 3), log_path=tmp_path / "l", name="t",
+    out = monitor.supervise(replay("--stop-after-step", 10, "--exit-code", 3), log_path=tmp_path / "l", name="t",
                      total_steps=60)
     assert out.returncode == 3 and not out.ok
     message = out.failure()
@@ -141,7 +187,7 @@ def _alive(pid):
 
 def test_abort_leaves_no_process_behind(tmp_path):
     pidfile = tmp_path / "grandchild.pid"
-    out = launch.run(replay("--nan-at-step", 3, "--step-delay", 0.05, "--then-sleep", 60, "--grandchild-pidfile",
+    out = monitor.supervise(replay("--nan-at-step", 3, "--step-delay", 0.05, "--then-sleep", 60, "--grandchild-pidfile",
                             pidfile), log_path=tmp_path / "l", name="t", total_steps=60)
     assert out.abort_reason
     assert not _alive(int(pidfile.read_text()))
@@ -151,7 +197,7 @@ def test_fail_fast_stops_a_broken_replay(tmp_path):
     """The smoke baseline's own log with every loss doubled (derived: no broken run is recorded yet) is stopped
     when its third point in a row (steps 20..29) is past the stop line, and its whole process group ends."""
     pidfile = tmp_path / "grandchild.pid"
-    out = launch.run(replay("--scale-loss", 2, "--step-delay", 0.02, "--grandchild-pidfile", pidfile, log=SMOKE),
+    out = monitor.supervise(replay("--scale-loss", 2, "--step-delay", 0.02, "--grandchild-pidfile", pidfile, log=SMOKE),
                      log_path=tmp_path / "l", name="smoke_qwen3", total_steps=200, watch=smoke_watch())
     assert out.abort_reason == ("fail-fast: the loss curve was beyond ±15% of the baseline's for 3 points in a row; "
                                 "at step 20 (mean of steps 20..29) the run's 18.04 against the baseline's 9.022 "
@@ -163,7 +209,7 @@ def test_fail_fast_stops_a_broken_replay(tmp_path):
 
 def test_an_honest_replay_runs_to_the_end_on_track(tmp_path):
     terminal = _Terminal()
-    out = launch.run(replay(log=HONEST), log_path=tmp_path / "l", name="smoke_qwen3", total_steps=200,
+    out = monitor.supervise(replay(log=HONEST), log_path=tmp_path / "l", name="smoke_qwen3", total_steps=200,
                      watch=smoke_watch(), progress=terminal)
     assert out.ok and sorted(out.log.steps) == list(range(200))
     last_line = terminal.getvalue().split("\r\x1b[2K")[-1]
@@ -173,8 +219,8 @@ def test_an_honest_replay_runs_to_the_end_on_track(tmp_path):
 
 def test_the_time_limit_still_wins_over_fail_fast(tmp_path):
     pidfile = tmp_path / "grandchild.pid"
-    out = launch.run(replay("--scale-loss", 2, "--step-delay", 0.2, "--grandchild-pidfile", pidfile, log=SMOKE),
-                     log_path=tmp_path / "l", name="smoke_qwen3", total_steps=200, limits=launch.Limits(wall=1.0),
+    out = monitor.supervise(replay("--scale-loss", 2, "--step-delay", 0.2, "--grandchild-pidfile", pidfile, log=SMOKE),
+                     log_path=tmp_path / "l", name="smoke_qwen3", total_steps=200, limits=monitor.Limits(wall=1.0),
                      watch=smoke_watch())
     assert out.abort_reason == "wall-clock limit of 1 s reached" and max(out.log.steps) < 29
     assert not _alive(int(pidfile.read_text()))
@@ -186,9 +232,9 @@ def test_ctrl_c_ends_the_whole_group(tmp_path, fail_fast):
     pidfile = tmp_path / "grandchild.pid"
     cmd = replay("--step-delay", 0.5, "--grandchild-pidfile", pidfile,
                  *(("--scale-loss", 2) if fail_fast else ()), log=SMOKE if fail_fast else DENSE)
-    script = (f"import sys; from pathlib import Path; from qwen_acceptance import launch; "
+    script = (f"import sys; from pathlib import Path; from qwen_acceptance.run import monitor; "
               f"sys.path.insert(0, {str(HERE)!r}); from test_launch import smoke_watch; "
-              f"launch.run({cmd!r}, log_path=Path({str(tmp_path / 'l')!r}), name='t', total_steps=60, "
+              f"monitor.supervise({cmd!r}, log_path=Path({str(tmp_path / 'l')!r}), name='t', total_steps=60, "
               f"watch=smoke_watch() if {fail_fast} else None)")
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from qwen_acceptance import cli, memory, recipes
-from qwen_acceptance.train import spec_from_args
+from qwen_acceptance import cli
+from qwen_acceptance.perf import memory
+from qwen_acceptance.run import recipes
+from qwen_acceptance.run.options import spec_from_args
 
 ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("layout_sweep", ROOT / "benchmarks/layout_sweep.py")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen_acceptance import curves, logparse, metrics, verdict
+from qwen_acceptance.judge import curves, logparse, metrics, verdict
 
 LONG = Path(__file__).resolve().parents[2] / "fixtures" / "bench" / "long"
 LOGS = sorted(LONG.glob("*.log"))

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from qwen_acceptance import flops, logparse, memory
+from qwen_acceptance.judge import logparse
+from qwen_acceptance.perf import flops, memory
 
 BENCH = Path(__file__).resolve().parents[2] / "fixtures/bench"
 

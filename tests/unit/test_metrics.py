@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nemolog import step_line, write_log
-from qwen_acceptance import logparse, metrics
+from qwen_acceptance.judge import logparse, metrics
 from qwen_acceptance.errors import AcceptanceError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"

@@ -35,14 +35,6 @@ def test_recipe_default_layouts():
     assert matrix["qwen2_72b"].layout.describe() == "TP8 PP4 CP1"
 
 
-def test_every_model_marker_is_registered_in_pytest_ini():
-    ini = configparser.ConfigParser()
-    ini.read(ROOT / "pytest.ini")
-    registered = {line.split(":")[0].strip() for line in ini["pytest"]["markers"].strip().splitlines()}
-    for spec in models.load_matrix().values():
-        assert {spec.name, *spec.markers} <= registered
-
-
 def _matrix(tmp_path, **entry):
     base = {"recipe": "qwen3_8b", "reference_gpus": 8, "gpus": 8, "global_batch_size": 128, "seq_length": 8192,
             "layout": {"tp": 4}}

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qwen_acceptance import datacache, encoders, preprocess, sources
+from qwen_acceptance.data import cache, encoders, preprocess, sources
 from qwen_acceptance.errors import AcceptanceError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +89,7 @@ def test_files_read_back_by_megatron_core(tmp_path, slow_tokenizer):
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
     docs = ["first document", "", "second <|endoftext|> document", "third\n\nwith lines"]
-    report = preprocess.run(preprocess.Options(write_jsonl(tmp_path / "in.jsonl", docs), tmp_path / "out",
+    report = preprocess.build(preprocess.Options(write_jsonl(tmp_path / "in.jsonl", docs), tmp_path / "out",
                                                sources.BUNDLED_QWEN3, workers=2, progress=False))
     dataset = IndexedDataset(str(tmp_path / "out_text_document"))
     kept = [d for d in docs if d]  # NeMo leaves out documents that tokenize to nothing
@@ -103,7 +103,7 @@ def test_files_read_back_by_megatron_core(tmp_path, slow_tokenizer):
 def test_append_eod(tmp_path):
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
-    preprocess.run(preprocess.Options(write_jsonl(tmp_path / "in.jsonl", ["a b", "c"]), tmp_path / "out",
+    preprocess.build(preprocess.Options(write_jsonl(tmp_path / "in.jsonl", ["a b", "c"]), tmp_path / "out",
                                       sources.BUNDLED_QWEN3, append_eod=True, progress=False))
     dataset = IndexedDataset(str(tmp_path / "out_text_document"))
     assert [dataset[i][-1] for i in range(2)] == [151645, 151645]
@@ -131,9 +131,9 @@ def test_order_kept_across_workers_and_encoders(tmp_path):
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
     docs = [f"document number {i} " * (1 + i % 7) for i in range(1200)]  # several batches per worker
-    preprocess.run(preprocess.Options(write_jsonl(tmp_path / "in.jsonl", docs), tmp_path / "w3",
+    preprocess.build(preprocess.Options(write_jsonl(tmp_path / "in.jsonl", docs), tmp_path / "w3",
                                       sources.BUNDLED_QWEN3, workers=3, progress=False))
-    preprocess.run(preprocess.Options(write_jsonl(tmp_path / "in.jsonl", docs), tmp_path / "w1",
+    preprocess.build(preprocess.Options(write_jsonl(tmp_path / "in.jsonl", docs), tmp_path / "w1",
                                       sources.BUNDLED_QWEN3, workers=1, progress=False, encoder="hf-fast"))
     for suffix in (".bin", ".idx"):
         assert (tmp_path / f"w3_text_document{suffix}").read_bytes() == (tmp_path / f"w1_text_document{suffix}").read_bytes()
@@ -164,7 +164,7 @@ def test_bad_line_names_file_and_line(tmp_path, content, line, reason):
 def test_skip_invalid_counts_and_reports(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_bytes(b'{"text": "one"}\n{"text": 1}\n\n{"text": "two"}\nnot json\n')
-    report = preprocess.run(preprocess.Options(path, tmp_path / "o", sources.BUNDLED_QWEN3, skip_invalid=True,
+    report = preprocess.build(preprocess.Options(path, tmp_path / "o", sources.BUNDLED_QWEN3, skip_invalid=True,
                                                progress=False))
     assert report.documents == 2 and [n for n, _ in report.skipped_lines] == [2, 3, 5]
     assert "3 invalid lines skipped" in report.summary() and "skipped line 5: malformed JSON" in report.summary()
@@ -200,13 +200,13 @@ def test_missing_input_and_offline_hub(tmp_path, monkeypatch):
         sources.resolve_input("hf://datasets/togethercomputer/RedPajama-Data-1T-Sample/arxiv_sample.jsonl")
 
 
-ENSURE = ("import json, sys; from pathlib import Path; from qwen_acceptance import datacache; "
-          "d = datacache.ensure_dataset(Path(sys.argv[1]), 'bundled:qwen3', Path(sys.argv[2]), progress=False); "
+ENSURE = ("import json, sys; from pathlib import Path; from qwen_acceptance.data import cache; "
+          "d = cache.ensure_dataset(Path(sys.argv[1]), 'bundled:qwen3', Path(sys.argv[2]), progress=False); "
           "print(json.dumps({'prefix': str(d.prefix), 'built': d.built}))")
 
 
-def _ensure(corpus, cache):
-    return datacache.ensure_dataset(corpus, sources.BUNDLED_QWEN3, cache, progress=False)
+def _ensure(corpus, cache_dir):
+    return cache.ensure_dataset(corpus, sources.BUNDLED_QWEN3, cache_dir, progress=False)
 
 
 def test_dataset_cache_concurrent_builders(tmp_path):

@@ -6,7 +6,9 @@ import functools
 import fiddle
 import pytest
 
-from qwen_acceptance import datacache, models, recipes, sources
+from qwen_acceptance import models
+from qwen_acceptance.data import cache, sources
+from qwen_acceptance.run import recipes
 from qwen_acceptance.errors import AcceptanceError
 
 pytestmark = pytest.mark.slow  # imports NeMo (15-20 s on 2 cores)
@@ -16,7 +18,7 @@ MATRIX = models.load_matrix()
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     corpus = sources.resolve_input(sources.BUNDLED_CORPUS)
-    return datacache.ensure_dataset(corpus, sources.BUNDLED_QWEN3, tmp_path_factory.mktemp("cache"),
+    return cache.ensure_dataset(corpus, sources.BUNDLED_QWEN3, tmp_path_factory.mktemp("cache"),
                                     progress=False).prefix
 
 

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from qwen_acceptance import launch, models, sensitivity
+from qwen_acceptance import models
+from qwen_acceptance.run import monitor
+from qwen_acceptance.run.plan import DataChoice
+from qwen_acceptance.sensitivity import faults, table
 from qwen_acceptance.errors import AcceptanceError
 
 HERE = Path(__file__).resolve().parent
@@ -18,14 +21,14 @@ MATRIX = models.load_matrix()
 
 
 def test_catalogue_has_both_kinds_and_every_variant_is_a_valid_probe():
-    table = sensitivity.catalogue()
-    kinds = {v.kind for v in table.values()}
-    assert kinds == {"honest", "broken"} and len(table) >= 20
+    catalogue = faults.catalogue()
+    kinds = {v.kind for v in catalogue.values()}
+    assert kinds == {"honest", "broken"} and len(catalogue) >= 20
     for base in ("smoke_qwen3", "smoke_qwen3_moe"):
-        for variant in table.values():
+        for variant in catalogue.values():
             spec = variant.spec(MATRIX[base])
             assert spec.probe and spec.global_batch_size == MATRIX[base].global_batch_size, variant.name
-    lr = table["lr_x3"].spec(MATRIX["smoke_qwen3"]).lr
+    lr = catalogue["lr_x3"].spec(MATRIX["smoke_qwen3"]).lr
     assert (lr.max, lr.min) == pytest.approx((9e-4, 9e-5))
 
 
@@ -35,10 +38,10 @@ def test_every_variant_builds_its_nemo_recipe(base):
     """Every override path exists in the recipe and every value takes the type it replaces (fp16's dtypes too)."""
     import torch
 
-    from qwen_acceptance import recipes
+    from qwen_acceptance.run import recipes
 
     unused = Path("unused")
-    for variant in sensitivity.catalogue().values():
+    for variant in faults.catalogue().values():
         recipe = recipes.build(variant.spec(MATRIX[base]), recipes.RunPaths(unused, unused, unused), te=False)
         if variant.name == "fp16":
             assert recipe.trainer.plugins.params_dtype is torch.float16 and recipe.optim.config.fp16 is True
@@ -55,15 +58,15 @@ def test_a_bad_catalogue_is_one_line_naming_the_variant(tmp_path, text, message)
     path = tmp_path / "faults.yaml"
     path.write_text(text)
     with pytest.raises(AcceptanceError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        sensitivity.catalogue(path)
+        faults.catalogue(path)
 
 
 def test_selection_names_unknown_variants_and_adds_lr_scales():
     with pytest.raises(AcceptanceError, match="--faults: unknown variant\\(s\\) lr_x9"):
-        sensitivity.select(["lr_x9"], [])
-    assert [v.name for v in sensitivity.select(None, [1.5, 0.7])] == ["lr_x1.5", "lr_x0.7"]
+        faults.select(["lr_x9"], [])
+    assert [v.name for v in faults.select(None, [1.5, 0.7])] == ["lr_x1.5", "lr_x0.7"]
     with pytest.raises(AcceptanceError, match="--lr-scale 0.0: must be positive"):
-        sensitivity.select(None, [0.0])
+        faults.select(None, [0.0])
 
 
 def _replaying(*replays):
@@ -75,20 +78,20 @@ def _replaying(*replays):
         extra = next(queue)
         plan.run_dir.mkdir(parents=True)
         cmd = [sys.executable, str(HERE / "replay_nemo.py"), *map(str, extra)]
-        return launch.run(cmd, log_path=plan.log_path, name=plan.spec.name, total_steps=plan.spec.max_steps,
+        return monitor.supervise(cmd, log_path=plan.log_path, name=plan.spec.name, total_steps=plan.spec.max_steps,
                           limits=limits, env={"PYTHONPATH": str(HERE)})
     return execute
 
 
 def test_run_matrix_judges_each_variant_with_the_suites_checks(tmp_path):
     base = MATRIX["smoke_qwen3"]
-    table = sensitivity.catalogue()
-    variants = [table["rerun"], table["lr_x3"], table["warmup_0"], table["dp2"]]
+    catalogue = faults.catalogue()
+    variants = [catalogue["rerun"], catalogue["lr_x3"], catalogue["warmup_0"], catalogue["dp2"]]
     replays = ([RERUN], [RERUN, "--scale-loss", 0.6, "--scale-from", 30],  # lr_x3 derived: far below the curve
                [RERUN, "--stop-after-step", 3, "--exit-code", 1])  # warmup_0 dies after 4 steps
-    setup = sensitivity.Setup(runs_dir=tmp_path / "runs", data=launch.DataChoice(prefix=_fake_prefix(tmp_path)),
+    setup = table.Setup(runs_dir=tmp_path / "runs", data=DataChoice(prefix=_fake_prefix(tmp_path)),
                               baselines_path=ROOT / "baselines.yaml")
-    rows = sensitivity.run_matrix(base, variants, tmp_path / "out", setup, progress=None,
+    rows = table.run_matrix(base, variants, tmp_path / "out", setup, progress=None,
                                   execute=_replaying(*replays), visible_gpus=1)
     assert [r.outcome for r in rows] == ["passed", "caught", "caught", "skipped"]
     rerun, lr3, warm, dp2 = rows
@@ -106,12 +109,12 @@ def test_run_matrix_judges_each_variant_with_the_suites_checks(tmp_path):
 
 def test_a_variant_with_no_training_line_is_a_crashed_row(tmp_path):
     base = MATRIX["smoke_qwen3"]
-    variant = sensitivity.catalogue()["fp16"]
+    variant = faults.catalogue()["fp16"]
     empty = tmp_path / "empty.log"
     empty.write_text("[NeMo W 2026-11-29 10:00:00 nemo_logging:405] starting\n")
-    setup = sensitivity.Setup(runs_dir=tmp_path / "runs", data=launch.DataChoice(prefix=_fake_prefix(tmp_path)),
+    setup = table.Setup(runs_dir=tmp_path / "runs", data=DataChoice(prefix=_fake_prefix(tmp_path)),
                               baselines_path=ROOT / "baselines.yaml")
-    (row,) = sensitivity.run_matrix(base, [variant], tmp_path / "out", setup, progress=None, visible_gpus=1,
+    (row,) = table.run_matrix(base, [variant], tmp_path / "out", setup, progress=None, visible_gpus=1,
                                     execute=_replaying([empty, "--exit-code", 1]))
     assert row.outcome == "crashed" and row.reason.startswith("training exited with code 1")
 

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from qwen_acceptance import train
+from qwen_acceptance.run import train
 
 pytestmark = pytest.mark.slow  # imports NeMo
 

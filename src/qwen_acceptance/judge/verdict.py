@@ -9,11 +9,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import curves, metrics
-from .baselines import Baseline
-from .errors import AcceptanceError
-from .logparse import TrainingLog
-from .models import ModelSpec
+from qwen_acceptance.judge import curves, metrics
+from qwen_acceptance.judge.baselines import Baseline
+from qwen_acceptance.judge.conformance import Conformance
+from qwen_acceptance.errors import AcceptanceError
+from qwen_acceptance.judge.logparse import TrainingLog
+from qwen_acceptance.models import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -120,16 +121,27 @@ def check_curve_correlation(log: TrainingLog, entry: Baseline, where: Path) -> C
                  f"(minimum {entry.curve_min_correlation})", {"curve_correlation": round(c.correlation, 5)})
 
 
-def check_throughput(log: TrainingLog, spec: ModelSpec, entry: Baseline, where: Path) -> Check:
+def check_throughput(tp: metrics.Throughput, entry: Baseline, where: Path) -> Check:
     """tokens/s/GPU within the baseline's band: slower fails, and so does much faster (refresh the baseline)."""
     if entry.tokens_per_sec_per_gpu is None:
-        raise AcceptanceError(f"{where}: '{spec.name}' has no tokens_per_sec_per_gpu")
-    tps = metrics.throughput(log, seq_length=spec.seq_length, gpus=spec.gpus).mean
-    change = tps / entry.tokens_per_sec_per_gpu - 1
+        raise AcceptanceError(f"{where}: '{entry.model}' has no tokens_per_sec_per_gpu")
+    change = tp.mean / entry.tokens_per_sec_per_gpu - 1
     low, high = entry.throughput_band
-    detail = (f"{tps:,.0f} tokens/s/GPU is {change:+.1%} from the baseline's {entry.tokens_per_sec_per_gpu:,.0f} "
+    detail = (f"{tp.mean:,.0f} tokens/s/GPU is {change:+.1%} from the baseline's {entry.tokens_per_sec_per_gpu:,.0f} "
               f"(band {low:+.0%} / {high:+.0%}" + ("; a gain this large asks for a baseline refresh)"
                                                   if change > high else ")"))
     return Check("throughput_within_band", low <= change <= high, detail,
-                 {"tokens_per_sec_per_gpu": round(tps, 2), "baseline_tokens_per_sec_per_gpu":
+                 {"tokens_per_sec_per_gpu": round(tp.mean, 2), "baseline_tokens_per_sec_per_gpu":
                   entry.tokens_per_sec_per_gpu, "throughput_change_pct": round(100 * change, 2)})
+
+
+def check_conformance(result: Conformance) -> Check:
+    """The run is the reference run (``conformance.check``); what the log could not show is listed, never passed
+    over in silence."""
+    detail = ("follows the reference configuration" if result.conforms else
+              "differs from the reference configuration: " + "; ".join(result.differences))
+    if result.unverified:
+        detail += f" (not verified from the log: {'; '.join(result.unverified)})"
+    return Check("run_follows_reference", result.conforms, detail,
+                 {"conforms": result.conforms, "conformance_differences": list(result.differences),
+                  "conformance_unverified": list(result.unverified)})

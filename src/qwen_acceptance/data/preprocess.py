@@ -22,9 +22,9 @@ from typing import IO, Any, Iterator, Sequence
 
 import numpy
 
-from . import encoders
-from .errors import AcceptanceError
-from .sources import resolve_tokenizer
+from qwen_acceptance.data import encoders
+from qwen_acceptance.errors import AcceptanceError
+from qwen_acceptance.data.sources import resolve_tokenizer
 
 _BATCH_LINES = 256
 
@@ -169,7 +169,7 @@ class _Progress:
             self._bar.close()
 
 
-def run(options: Options) -> Report:
+def build(options: Options) -> Report:
     """Preprocess ``options.input``; on any error or interrupt nothing is left at the output prefix."""
     if not options.input.is_file():
         raise AcceptanceError(f"{options.input}: no such input file")

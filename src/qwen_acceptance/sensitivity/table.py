@@ -1,108 +1,29 @@
-"""What the verdict catches: train named variants of a smoke model's run (``faults.yaml``) through the same launcher,
-judge each log with exactly the suite's checks, and tabulate detection (``qwen-acceptance sensitivity``).
+"""Train every variant of the catalogue through the same launcher, judge each log with exactly the suite's checks,
+and tabulate detection. Every variant changes the configuration, so conformance names each of them; a broken
+kernel would not show there, so detection is judged by the numeric checks alone and conformance is a column of its
+own. A variant that crashes or needs more GPUs than are here is a row that says so, and the table is rewritten
+after every variant, so a matrix cut short keeps what it measured."""
 
-Honest variants are what a healthy stack may produce (another seed, another micro batch or attention, 2 GPUs): the
-numeric checks must pass them. Broken ones stand for the regressions a new cluster or container brings (learning
-rate ×3, warm-up 0, fp16, ...): the suite should fail them. Every variant changes the configuration, so conformance
-names each of them; a broken kernel would not show there, so detection is judged by the numeric checks alone and
-conformance is a column of its own. A variant that crashes or needs more GPUs than are here is a row that says so,
-and the table is rewritten after every variant, so a matrix cut short keeps what it measured.
-"""
 
 from __future__ import annotations
 
 import json
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field, fields, replace
-from importlib import resources
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, TextIO
+from typing import Any, Callable, TextIO
 
-from . import baselines, conformance, launch, models, verdict, yamlio
-from .errors import AcceptanceError
-from .logparse import TrainingLog
+from qwen_acceptance import models, yamlio
+from qwen_acceptance.errors import AcceptanceError
+from qwen_acceptance.judge import baselines, conformance, metrics, verdict
+from qwen_acceptance.judge.logparse import TrainingLog
+from qwen_acceptance.run import plan, reference, topology
+from qwen_acceptance.run.monitor import Limits, Outcome
+from qwen_acceptance.run.plan import DataChoice, Plan
+from qwen_acceptance.sensitivity.faults import Variant
 
-KINDS = ("honest", "broken")
 NUMERIC = ("final_loss_within_tolerance", "loss_curve_within_band", "loss_curve_correlates", "throughput_within_band")
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    kind: str
-    why: str
-    seed: int | None = None
-    micro_batch_size: int | None = None
-    warmup_steps: int | None = None
-    lr_scale: float | None = None
-    gpus: int | None = None
-    layout: str | None = None
-    attention: str | None = None
-    append_eod: bool = False
-    overrides: Mapping[str, Any] = field(default_factory=dict)
-
-    def spec(self, base: models.ModelSpec) -> models.ModelSpec:
-        """The model's run with this variant's changes: always a probe (it may change what the reference fixes)."""
-        changes: dict[str, Any] = {k: getattr(self, k) for k in ("seed", "micro_batch_size", "gpus")
-                                   if getattr(self, k) is not None}
-        if self.layout is not None:
-            changes["layout"] = models.parse_layout(self.layout, base.layout)
-        lr = base.lr
-        if self.lr_scale is not None:
-            lr = replace(lr, max=lr.max * self.lr_scale, min=lr.min * self.lr_scale)
-        if self.warmup_steps is not None:
-            lr = replace(lr, warmup_steps=self.warmup_steps)
-        if self.overrides:
-            changes["overrides"] = {**base.overrides, **self.overrides}
-        return base.with_changes(probe=True, lr=lr, **changes)
-
-
-def default_path() -> Path:
-    return Path(str(resources.files(__package__).joinpath("faults.yaml")))
-
-
-def catalogue(path: Path | None = None) -> dict[str, Variant]:
-    """Every variant in the file; a bad one is an error naming the file, the variant and the field."""
-    path = path or default_path()
-    doc = yamlio.load(path)
-    entries = doc.get("variants") if isinstance(doc, Mapping) else None
-    if not isinstance(entries, Mapping) or not entries:
-        raise AcceptanceError(f"{path}: expected a non-empty top-level 'variants' mapping")
-    known = {f.name for f in fields(Variant)} - {"name"}
-    found = {}
-    for name, entry in entries.items():
-        where = f"{path}: variants.{name}"
-        if not isinstance(entry, Mapping):
-            raise AcceptanceError(f"{where}: must be a mapping")
-        if unknown := sorted(set(entry) - known):
-            raise AcceptanceError(f"{where}: unknown field(s) {', '.join(map(str, unknown))}")
-        if entry.get("kind") not in KINDS:
-            raise AcceptanceError(f"{where}: field 'kind' must be one of {', '.join(KINDS)}")
-        if not isinstance(entry.get("why"), str):
-            raise AcceptanceError(f"{where}: field 'why' must say what the variant stands for")
-        found[str(name)] = Variant(name=str(name), **{k: dict(v) if k == "overrides" else v
-                                                       for k, v in entry.items()})
-    return found
-
-
-def lr_variant(scale: float) -> Variant:
-    """A variant that only scales the learning rate: what the detection-power bisection tries."""
-    if not scale > 0:
-        raise AcceptanceError(f"--lr-scale {scale}: must be positive")
-    return Variant(name=f"lr_x{scale:g}", kind="broken", why=f"learning rate ×{scale:g}", lr_scale=scale)
-
-
-def select(names: Iterable[str] | None, scales: Iterable[float], path: Path | None = None) -> list[Variant]:
-    table = catalogue(path)
-    names = list(names or ([] if scales else table))
-    if unknown := [n for n in names if n not in table]:
-        raise AcceptanceError(f"--faults: unknown variant(s) {', '.join(unknown)}; the catalogue has "
-                              f"{', '.join(table)}")
-    return [table[n] for n in names] + [lr_variant(s) for s in scales]
-
-
-# --- judging ------------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -141,7 +62,7 @@ def judge(log: TrainingLog, base: models.ModelSpec, run: models.ModelSpec, entry
         "final_loss_within_tolerance": lambda: verdict.check_final_loss(log, base, entry),
         "loss_curve_within_band": lambda: verdict.check_curve_band(log, entry, where),
         "loss_curve_correlates": lambda: verdict.check_curve_correlation(log, entry, where),
-        "throughput_within_band": lambda: verdict.check_throughput(log, run, entry, where),
+        "throughput_within_band": lambda: verdict.check_throughput(metrics.run_throughput(log, run), entry, where),
     }
     for name, make in numeric.items():
         try:
@@ -192,19 +113,19 @@ class Setup:
     """Everything a variant's run shares with the others."""
 
     runs_dir: Path
-    data: launch.DataChoice
+    data: DataChoice
     baselines_path: Path
-    limits: launch.Limits = launch.Limits()
+    limits: Limits = Limits()
     models_file: Path | None = None
     te: str = "auto"
     attention: str = "auto"
 
 
-Execute = Callable[[launch.Plan, launch.Limits, TextIO | None], launch.Outcome]
+Execute = Callable[[Plan, Limits, TextIO | None], Outcome]
 
 
-def _execute(plan: launch.Plan, limits: launch.Limits, progress: TextIO | None) -> launch.Outcome:
-    return launch.execute(plan, limits=limits, progress=progress)
+def _execute(the_plan: Plan, limits: Limits, progress: TextIO | None) -> Outcome:
+    return plan.execute(the_plan, limits=limits, progress=progress)
 
 
 def run_matrix(base: models.ModelSpec, variants: list[Variant], out: Path, setup: Setup, *,
@@ -212,7 +133,7 @@ def run_matrix(base: models.ModelSpec, variants: list[Variant], out: Path, setup
                visible_gpus: int | None = None) -> list[Row]:
     """Train and judge every variant, rewriting ``out``/table.md and table.json after each."""
     entry = baselines.require(baselines.load(setup.baselines_path), base.name, setup.baselines_path)
-    here = launch.visible_gpus() if visible_gpus is None else visible_gpus
+    here = topology.visible_gpus() if visible_gpus is None else visible_gpus
     (out / "logs").mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     for number, variant in enumerate(variants, 1):
@@ -225,9 +146,10 @@ def run_matrix(base: models.ModelSpec, variants: list[Variant], out: Path, setup
             row.status, row.reason = "skipped", f"needs {spec.gpus} GPUs, {here} here"
         else:
             data = replace(setup.data, append_eod=variant.append_eod)
-            plan = launch.plan(spec, runs_dir=setup.runs_dir / variant.name, data=data, models_file=setup.models_file,
-                               te=setup.te, attention=variant.attention or setup.attention)
-            outcome = execute(plan, setup.limits, progress)
+            the_plan = plan.prepare(spec, runs_dir=setup.runs_dir / variant.name, data=data,
+                                    models_file=setup.models_file, te=setup.te,
+                                    attention=variant.attention or setup.attention)
+            outcome = execute(the_plan, setup.limits, progress)
             if outcome.log_path.is_file():
                 row.log = str(Path("logs") / f"{variant.name}.log")
                 shutil.copyfile(outcome.log_path, out / row.log)
@@ -237,7 +159,7 @@ def run_matrix(base: models.ModelSpec, variants: list[Variant], out: Path, setup
                 checks = judge(outcome.log, base, spec, entry, setup.baselines_path)
                 row.checks = {n: {"passed": c.passed, "detail": c.detail, "values": dict(c.values)}
                               for n, c in checks.items()}
-                result = conformance.check(outcome.log, base, conformance.expected_config(base))
+                result = conformance.check(outcome.log, base, reference.expected(base))
                 row.conforms, row.differences = result.conforms, list(result.differences)
                 row.reason = "" if outcome.ok else outcome.failure().splitlines()[0]
         rows.append(row)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from .errors import AcceptanceError
+from qwen_acceptance.errors import AcceptanceError
 
 BUNDLED_QWEN3 = "bundled:qwen3"
 BUNDLED_CORPUS = "bundled:python-reference"  # real prose shipped in the package: the smoke models' corpus

@@ -1,4 +1,4 @@
-"""Measure a GPU's dense bf16 matrix rate: ``python -m qwen_acceptance.peak`` (the MFU denominator, gpus.yaml).
+"""Measure a GPU's dense bf16 matrix rate: ``python -m qwen_acceptance.perf.peak`` (the MFU denominator, gpus.yaml).
 
 Random 8192×8192 operands (zeros run faster and mislead), 5 warm-ups, then the median of 20 timed products with
 CUDA events.

@@ -11,8 +11,9 @@ import math
 import statistics
 from dataclasses import asdict, dataclass
 
-from .errors import AcceptanceError
-from .logparse import LOSS, STEP_TIME, TOKENS_PER_GPU, TrainingLog
+from qwen_acceptance.errors import AcceptanceError
+from qwen_acceptance.judge.logparse import LOSS, STEP_TIME, TOKENS_PER_GPU, TrainingLog
+from qwen_acceptance.models import ModelSpec
 
 REFERENCE_TRIM = 10
 
@@ -109,6 +110,12 @@ def throughput(
         derived=derived,
         step_times=tuple(t for r in kept if (t := r.get(STEP_TIME)) is not None),
     )
+
+
+def run_throughput(log: TrainingLog, spec: ModelSpec) -> Throughput:
+    """The reference-rule throughput of a finished run of ``spec``, whose sequence length and GPU count derive
+    tokens/s/GPU where the log lacks the field: what the tests, the baseline, the report and ``launch`` show."""
+    return throughput(log, seq_length=spec.seq_length, gpus=spec.gpus)
 
 
 @dataclass(frozen=True)

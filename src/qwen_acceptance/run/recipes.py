@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import AcceptanceError
-from .models import ModelSpec
+from qwen_acceptance.errors import AcceptanceError
+from qwen_acceptance.models import ModelSpec
 
 # Model-config switches whose kernels come from Transformer Engine or Apex (each seen failing without them on the
 # H200 machines, ../shared/device/README.md: first "No module named 'scaled_masked_softmax_cuda'").
@@ -206,7 +206,7 @@ def build(spec: ModelSpec, paths: RunPaths, *, nodes: int = 1, te: bool | None =
     if not te:
         without_transformer_engine(recipe)
     if resolve_attention(attention, te) == "sdpa":
-        from .attention import sdpa_layer_spec
+        from qwen_acceptance.run.attention import sdpa_layer_spec
 
         recipe.model.config.transformer_layer_spec = sdpa_layer_spec
     for dotted, value in spec.overrides.items():

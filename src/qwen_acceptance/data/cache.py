@@ -16,8 +16,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from . import preprocess
-from .sources import resolve_tokenizer
+from qwen_acceptance.data import preprocess
+from qwen_acceptance.data.sources import resolve_tokenizer
 
 FORMAT_VERSION = 1  # bump when the bytes preprocess writes for the same inputs change
 _MARKER = "COMPLETE"
@@ -59,7 +59,7 @@ def ensure_dataset(corpus: Path, tokenizer: str, cache_dir: Path, *, json_key: s
         if (folder / _MARKER).is_file():
             return Dataset(prefix, built=False)
         shutil.rmtree(folder, ignore_errors=True)  # leftovers of a build that died
-        report = preprocess.run(preprocess.Options(
+        report = preprocess.build(preprocess.Options(
             input=corpus, output_prefix=folder / stem, tokenizer=str(tokenizer_dir), json_keys=(json_key,),
             workers=workers, append_eod=append_eod, progress=progress))
         (folder / _MARKER).write_text(json.dumps({

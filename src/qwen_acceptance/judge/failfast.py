@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import curves, metrics
-from .baselines import Baseline
-from .errors import AcceptanceError
-from .logparse import StepRecord, TrainingLog
-from .models import ModelSpec
+from qwen_acceptance.judge import curves, metrics
+from qwen_acceptance.judge.baselines import Baseline
+from qwen_acceptance.errors import AcceptanceError
+from qwen_acceptance.judge.logparse import StepRecord, TrainingLog
+from qwen_acceptance.models import ModelSpec
 
 # From the smoke noise measurements (BENCHMARKS.md, "Fail fast"): a margin of one step's batch noise (about 5%)
 # beyond the ±10% band puts the stop line at ±15%, 8.9 points beyond the worst honest rerun (6.1%, another seed);

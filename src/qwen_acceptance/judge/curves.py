@@ -13,8 +13,8 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from .errors import AcceptanceError
-from .logparse import LOSS, TrainingLog
+from qwen_acceptance.errors import AcceptanceError
+from qwen_acceptance.judge.logparse import LOSS, TrainingLog
 
 STRIDE = 10
 DEFAULT_BAND = 0.10  # BENCHMARKS.md: noise runs stayed within 6.1% (another seed) and 1.4% (TP2)

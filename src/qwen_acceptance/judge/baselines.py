@@ -16,7 +16,6 @@ Each top-level key is a model::
 from __future__ import annotations
 
 import difflib
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,9 @@ from typing import Any, Mapping
 from filelock import FileLock
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from . import curves, yamlio
-from .errors import AcceptanceError
+from qwen_acceptance import yamlio
+from qwen_acceptance.judge import curves
+from qwen_acceptance.errors import AcceptanceError
 
 DEFAULT_TOLERANCE = 0.05
 DEFAULT_THROUGHPUT_BAND = (-0.10, 0.20)
@@ -145,14 +145,6 @@ def require(baselines: Mapping[str, Baseline], model: str, path: Path) -> Baseli
             f"then record it with `pytest -m {model} --baseline-update` (or `--from-log {model}=LOG`)"
         )
     return entry
-
-
-def log_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

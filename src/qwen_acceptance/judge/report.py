@@ -4,25 +4,14 @@ summary with the verdict, and where the numbers came from."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import curves, metrics
-from .baselines import Baseline
-from .errors import AcceptanceError
-from .logparse import LOSS, TOKENS_PER_GPU, TrainingLog
-from .models import ModelSpec
-
-
-def suite_commit() -> str | None:
-    """The git commit of this suite's checkout, when it runs from one."""
-    try:
-        out = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+from qwen_acceptance.judge import curves, metrics
+from qwen_acceptance.judge.baselines import Baseline
+from qwen_acceptance.judge.verdict import relative_delta
+from qwen_acceptance.judge.logparse import LOSS, TOKENS_PER_GPU, TrainingLog
+from qwen_acceptance.models import ModelSpec
 
 
 def _plot_loss(path: Path, log: TrainingLog, baseline: Baseline | None, name: str, final_step: int) -> None:
@@ -91,32 +80,23 @@ def _fmt(value: Any, spec: str = "") -> str:
 
 
 def write(folder: Path, *, spec: ModelSpec, log: TrainingLog, log_path: Path, origin: str,
-          baseline: Baseline | None, results: Mapping[str, Any]) -> Path:
+          baseline: Baseline | None, throughput: metrics.Throughput | None, provenance: Mapping[str, Any],
+          results: Mapping[str, Any]) -> Path:
     """Write loss.png, throughput.png, summary.md and provenance.json into ``folder``; returns summary.md."""
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        tp: metrics.Throughput | None = metrics.throughput(log, seq_length=spec.seq_length, gpus=spec.gpus)
-    except AcceptanceError:
-        tp = None
+    tp = throughput
     _plot_loss(folder / "loss.png", log, baseline, spec.name, spec.final_step)
     _plot_throughput(folder / "throughput.png", log, tp, baseline, spec.name)
-    env = log.environment
-    provenance = {
-        "model": spec.name, "recipe": spec.recipe, "origin": origin, "log": str(log_path),
-        "run_started": log.started, "gpu": env.get("gpu") or log.gpu_name, "gpus": spec.gpus,
-        "layout": spec.layout.describe(), "driver": env.get("driver"), "cuda": env.get("cuda"),
-        "torch": env.get("torch"), "nemo": env.get("nemo"), "megatron_core": env.get("megatron_core"),
-        "transformer_engine": env.get("transformer_engine"), "container": env.get("container"),
-        "suite_commit": suite_commit(),
-    }
     (folder / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
     last = log.last_step
     final = log.steps[last].get(LOSS) if last == spec.final_step else None  # a run cut short has no final loss
     base_loss = baseline.final_loss if baseline else None
-    delta = None if final is None or base_loss is None else 100 * (final - base_loss) / base_loss
+    delta = None if final is None or base_loss is None else 100 * relative_delta(final, base_loss)
+    gpus, layout = provenance.get("gpus"), provenance.get("layout")
     rows = [
         ("model", f"{spec.name} (recipe {spec.recipe})"),
-        ("GPUs / layout", f"{spec.gpus} × {provenance['gpu'] or 'unknown GPU'} / {spec.layout.describe()}"),
+        ("GPUs / layout", f"{_fmt(gpus)} × {provenance.get('gpu') or 'unknown GPU'} / {_fmt(layout)}"
+                          + ("" if gpus and layout else " (as far as the log shows)")),
         ("global batch / seq length", f"{spec.global_batch_size} / {spec.seq_length}"),
         ("steps", f"last logged {last} of {spec.final_step}"),
         ("final loss", _fmt(final) if last == spec.final_step else f"— (last logged step {last})"),

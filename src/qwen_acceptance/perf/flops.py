@@ -15,8 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import yamlio
-from .errors import AcceptanceError
+from qwen_acceptance import yamlio
+from qwen_acceptance.errors import AcceptanceError
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import flops
-from .errors import AcceptanceError
-from .flops import Dims
-from .models import ModelSpec
+from qwen_acceptance.perf import flops
+from qwen_acceptance.errors import AcceptanceError
+from qwen_acceptance.perf.flops import Dims
+from qwen_acceptance.models import ModelSpec
 
 GIB = 2**30
 HEADROOM = 0.15  # the model's shortfall (up to 5%) plus allocator reserve (about 7% of an H200 in the OOM seen)
