@@ -18,9 +18,13 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from attention_setup import config, init_parallel_state  # noqa: E402
 
-BACKENDS = (("sdpa auto", None), ("sdpa flash", SDPBackend.FLASH_ATTENTION),
-            ("sdpa efficient", SDPBackend.EFFICIENT_ATTENTION), ("sdpa cudnn", SDPBackend.CUDNN_ATTENTION),
-            ("sdpa math", SDPBackend.MATH))
+BACKENDS = (
+    ("sdpa auto", None),
+    ("sdpa flash", SDPBackend.FLASH_ATTENTION),
+    ("sdpa efficient", SDPBackend.EFFICIENT_ATTENTION),
+    ("sdpa cudnn", SDPBackend.CUDNN_ATTENTION),
+    ("sdpa math", SDPBackend.MATH),
+)
 
 
 def run(module, inputs, grad_output=None, backend=None):
@@ -44,8 +48,11 @@ def run(module, inputs, grad_output=None, backend=None):
     parts = []
     for name, t in (("out", out), ("dq", q.grad), ("dk", k.grad), ("dv", v.grad)):
         finite = bool(t.isfinite().all())
-        parts.append(f"{name} {t.float().abs().max().item():.3g}" if finite
-                     else f"{name} NON-FINITE ({int((~t.isfinite()).sum())} elements)")
+        parts.append(
+            f"{name} {t.float().abs().max().item():.3g}"
+            if finite
+            else f"{name} NON-FINITE ({int((~t.isfinite()).sum())} elements)"
+        )
     return ", ".join(parts)
 
 
@@ -74,13 +81,18 @@ if __name__ == "__main__":
     if args.replay:
         saved = torch.load(args.replay, map_location="cuda")
         inputs = (saved["query"], saved["key"], saved["value"])
-        for name, t in (*zip(("query", "key", "value"), inputs), ("grad_output", saved["grad_output"])):
-            print(f"replay {name:11s} {tuple(t.shape)} {t.dtype} max|x| {t.float().abs().max().item():.4g} "
-                  f"stride {t.stride()}", flush=True)
+        for name, t in (*zip(("query", "key", "value"), inputs, strict=True), ("grad_output", saved["grad_output"])):
+            print(
+                f"replay {name:11s} {tuple(t.shape)} {t.dtype} max|x| {t.float().abs().max().item():.4g} "
+                f"stride {t.stride()}",
+                flush=True,
+            )
         probe("replay", inputs, saved["grad_output"])
         probe("replay, contiguous", tuple(t.contiguous() for t in inputs), saved["grad_output"])
     else:
         for seq in args.seq:
             torch.manual_seed(0)
-            probe(f"seq {seq}", tuple(torch.randn(seq, 1, n, 128, device="cuda", dtype=torch.bfloat16)
-                                      for n in (32, 8, 8)))
+            probe(
+                f"seq {seq}",
+                tuple(torch.randn(seq, 1, n, 128, device="cuda", dtype=torch.bfloat16) for n in (32, 8, 8)),
+            )

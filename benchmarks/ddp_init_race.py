@@ -46,11 +46,18 @@ def install(order: str) -> None:
     def init_ddp(self: Any) -> Any:
         side, default = torch.cuda.current_stream(), torch.cuda.default_stream()
         with torch.cuda.stream(default):  # ordered after everything that wrote the parameters
-            snapshot.extend((name, p, p.detach().clone()) for chunk in self for name, p in chunk.named_parameters()
-                            if p.numel() <= SMALL)
+            snapshot.extend(
+                (name, p, p.detach().clone())
+                for chunk in self
+                for name, p in chunk.named_parameters()
+                if p.numel() <= SMALL
+            )
         dtypes = sorted({str(p.dtype) for chunk in self for p in chunk.parameters()})
-        print(f"[ddp-race] order={order} side_stream={side.stream_id} default_stream={default.stream_id} "
-              f"param_dtypes={dtypes}", flush=True)
+        print(
+            f"[ddp-race] order={order} side_stream={side.stream_id} default_stream={default.stream_id} "
+            f"param_dtypes={dtypes}",
+            flush=True,
+        )
         if order in ("before", "both"):
             side.wait_stream(default)
         try:
@@ -65,8 +72,10 @@ def install(order: str) -> None:
         handle.remove()
         torch.cuda.synchronize()
         changed = [(n, before, p) for n, p, before in snapshot if not torch.equal(p.detach(), before)]
-        print(f"[ddp-race] order={order} changed={len(changed)}/{len(snapshot)} small parameters at the first "
-              f"forward", flush=True)
+        print(
+            f"[ddp-race] order={order} changed={len(changed)}/{len(snapshot)} small parameters at the first forward",
+            flush=True,
+        )
         for name, before, p in changed:
             print(f"[ddp-race]   {name}: before DDP {_stat(before)}; at first forward {_stat(p)}", flush=True)
 

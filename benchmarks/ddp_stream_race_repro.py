@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -54,15 +54,16 @@ def _ddp(model: torch.nn.Module) -> torch.nn.Module:
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
     from megatron.core.transformer import TransformerConfig
 
-    config = TransformerConfig(num_layers=1, hidden_size=WIDTH, num_attention_heads=1, bf16=True,
-                               params_dtype=torch.bfloat16)
+    config = TransformerConfig(
+        num_layers=1, hidden_size=WIDTH, num_attention_heads=1, bf16=True, params_dtype=torch.bfloat16
+    )
     ddp_config = DistributedDataParallelConfig(use_distributed_optimizer=True, grad_reduce_in_fp32=True)
     return DistributedDataParallel(config, ddp_config, model)
 
 
 def _changed(model: torch.nn.Module, expected: list[torch.Tensor]) -> int:
     torch.cuda.synchronize()
-    return sum(not torch.equal(p.detach(), e) for p, e in zip(model.parameters(), expected))
+    return sum(not torch.equal(p.detach(), e) for p, e in zip(model.parameters(), expected, strict=True))
 
 
 def trial_unwritten(fixed: bool) -> int:
@@ -80,7 +81,7 @@ def trial_reused(fixed: bool) -> int:
     model = _model().bfloat16()
     expected = [p.detach().clone() for p in model.parameters()]
     torch.cuda.synchronize()
-    with side_stream(fixed) as side:
+    with side_stream(fixed):
         torch.cuda._sleep(SLEEP_CYCLES)  # the side stream is busy (in a real run: zeroing GiBs of buffers) ...
         ddp = _ddp(model)  # ... so the copies are queued behind it, and the old storage is already freed
     # The default stream is handed the freed blocks: a batch of int32 token ids lands in them.
@@ -102,8 +103,11 @@ def main() -> None:
     parallel_state.initialize_model_parallel()
     import megatron.core
 
-    print(f"torch {torch.__version__}, megatron-core {megatron.core.__version__}, {torch.cuda.get_device_name()}; "
-          f"{'fixed' if args.fixed else 'as NeMo 2.5.3 does it'}", flush=True)
+    print(
+        f"torch {torch.__version__}, megatron-core {megatron.core.__version__}, {torch.cuda.get_device_name()}; "
+        f"{'fixed' if args.fixed else 'as NeMo 2.5.3 does it'}",
+        flush=True,
+    )
     total = 0
     for trial in range(args.trials):
         for name, run in (("unwritten", trial_unwritten), ("reused", trial_reused)):

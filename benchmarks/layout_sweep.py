@@ -40,8 +40,20 @@ class Candidate:
         return f"{self.model}-{self.gpus}gpu-{self.name}"
 
     def command(self, steps: int, global_batch_size: int | None, extra: list[str]) -> list[str]:
-        cmd = [sys.executable, "-m", "qwen_acceptance.cli", "bench", self.model, "--json", "--gpus", str(self.gpus),
-               "--steps", str(steps), "--layout", self.layout]
+        cmd = [
+            sys.executable,
+            "-m",
+            "qwen_acceptance.cli",
+            "bench",
+            self.model,
+            "--json",
+            "--gpus",
+            str(self.gpus),
+            "--steps",
+            str(steps),
+            "--layout",
+            self.layout,
+        ]
         if global_batch_size:
             cmd += ["--global-batch-size", str(global_batch_size)]
         if self.micro_batch_size:
@@ -61,8 +73,16 @@ def candidates(gpus: int, models: list[str] | None = None, path: Path = LAYOUTS)
         if models and model not in models:
             continue
         for entry in (per_gpus or {}).get(gpus, []):
-            found.append(Candidate(model, gpus, entry["name"], entry["layout"], entry.get("micro_batch_size"),
-                                   tuple(entry.get("override", ()))))
+            found.append(
+                Candidate(
+                    model,
+                    gpus,
+                    entry["name"],
+                    entry["layout"],
+                    entry.get("micro_batch_size"),
+                    tuple(entry.get("override", ())),
+                )
+            )
     return found
 
 
@@ -84,10 +104,14 @@ def run(candidate: Candidate, cmd: list[str], out: Path, timeout: float) -> dict
 
 def table(rows: list[tuple[Candidate, list[str], dict[str, Any]]]) -> str:
     """Markdown rows; the speed-up is over the "recipe" row of the same model and GPU count."""
-    recipe = {(c.model, c.gpus): r["tokens_per_sec_per_gpu"] for c, _, r in rows
-              if c.name == "recipe" and "error" not in r}
-    lines = ["| model | GPUs | candidate | layout | global batch (micro) | tokens/s/GPU | MFU | peak GiB | vs recipe "
-             "| command |", "|---|---|---|---|---|---|---|---|---|---|"]
+    recipe = {
+        (c.model, c.gpus): r["tokens_per_sec_per_gpu"] for c, _, r in rows if c.name == "recipe" and "error" not in r
+    }
+    lines = [
+        "| model | GPUs | candidate | layout | global batch (micro) | tokens/s/GPU | MFU | peak GiB | vs recipe "
+        "| command |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for c, cmd, r in rows:
         shown = shlex.join(["qwen-acceptance", *cmd[3:]])
         if "error" in r:
@@ -96,9 +120,11 @@ def table(rows: list[tuple[Candidate, list[str], dict[str, Any]]]) -> str:
         base = recipe.get((c.model, c.gpus))
         speedup = f"{r['tokens_per_sec_per_gpu'] / base:.2f}×" if base else "—"
         mfu = "—" if r.get("mfu") is None else f"{r['mfu']:.1%}"
-        lines.append(f"| {c.model} | {c.gpus} | {c.name} | {r['layout']} | {r['global_batch_size']} "
-                     f"({r['micro_batch_size']}) | {r['tokens_per_sec_per_gpu']:,.0f} | {mfu} | "
-                     f"{r['peak_memory_gib']} | {speedup} | `{shown}` |")
+        lines.append(
+            f"| {c.model} | {c.gpus} | {c.name} | {r['layout']} | {r['global_batch_size']} "
+            f"({r['micro_batch_size']}) | {r['tokens_per_sec_per_gpu']:,.0f} | {mfu} | "
+            f"{r['peak_memory_gib']} | {speedup} | `{shown}` |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -109,8 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--global-batch-size", type=int, help="a lower batch keeps probes short (record it)")
-    parser.add_argument("--timeout", type=float, default=540.0,
-                        help="seconds per probe: the launcher's --time-limit, which stops every rank cleanly")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=540.0,
+        help="seconds per probe: the launcher's --time-limit, which stops every rank cleanly",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more `bench` arguments")
     args = parser.parse_args(argv)

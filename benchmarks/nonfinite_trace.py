@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -43,8 +43,12 @@ def _tensors(value: object) -> list[torch.Tensor]:
 class Tracer:
     """Global hooks; ``first`` maps each kind (forward, grad_out, param) to where it first went non-finite."""
 
-    def __init__(self, trace_calls: int = 0, dump_attention: str | None = None,
-                 out: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
+    def __init__(
+        self,
+        trace_calls: int = 0,
+        dump_attention: str | None = None,
+        out: Callable[[str], None] = lambda line: print(line, flush=True),
+    ) -> None:
         self.trace_calls, self.dump_attention, self.out = trace_calls, dump_attention, out
         self.first: dict[str, str] = {}
         self._calls = itertools.count()
@@ -58,8 +62,10 @@ class Tracer:
             finite = bool(tensor.isfinite().all())
             peak = float(tensor.detach().abs().float().max()) if finite else float("nan")
         if show or not finite:
-            self.out(f"[trace] {kind:9s} {where:45s} {tuple(tensor.shape)!s:28s} {str(tensor.dtype)[6:]:9s} "
-                     f"max|x|={peak:.4g}{'' if finite else '  NON-FINITE'}")
+            self.out(
+                f"[trace] {kind:9s} {where:45s} {tuple(tensor.shape)!s:28s} {str(tensor.dtype)[6:]:9s} "
+                f"max|x|={peak:.4g}{'' if finite else '  NON-FINITE'}"
+            )
         if not finite and kind not in self.first:
             self.first[kind] = where
             self.out(f"[trace] FIRST NON-FINITE {kind}: {where}")
@@ -80,8 +86,9 @@ class Tracer:
         query, key, value = (t.detach().clone() for t in inputs[:3])
 
         def save(grad: torch.Tensor) -> None:
-            torch.save({"query": query, "key": key, "value": value, "grad_output": grad.detach().clone()},
-                       self.dump_attention)
+            torch.save(
+                {"query": query, "key": key, "value": value, "grad_output": grad.detach().clone()}, self.dump_attention
+            )
             self.out(f"[trace] saved core attention inputs and output gradient to {self.dump_attention}")
 
         output.register_hook(save)
@@ -112,8 +119,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trace-calls", type=int, default=200, help="module calls to print in full")
     parser.add_argument("--dump-attention", metavar="FILE", help="save the first core attention call (torch.save)")
-    parser.add_argument("--sdpa-backend", choices=["flash", "mem_efficient", "math", "cudnn"],
-                        help="allow only this scaled_dot_product_attention backend")
+    parser.add_argument(
+        "--sdpa-backend",
+        choices=["flash", "mem_efficient", "math", "cudnn"],
+        help="allow only this scaled_dot_product_attention backend",
+    )
     parser.add_argument("train_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     if args.sdpa_backend:

@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from qwen_acceptance.data import preprocess, sources
 
 _TOKENIZER = None
@@ -36,15 +35,17 @@ def _encode(line: str) -> list[int]:
 
 
 def reference(path: Path, prefix: Path, workers: int, tokenizer_dir: Path) -> tuple[float, int]:
-    from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
     import torch
+    from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
 
     _init(str(tokenizer_dir))
     builder = IndexedDatasetBuilder(f"{prefix}_text_document.bin", dtype=DType.optimal_dtype(_TOKENIZER.vocab_size))
     tokens = 0
     start = time.monotonic()
-    with multiprocessing.get_context("fork").Pool(workers, _init, (str(tokenizer_dir),)) as pool, \
-            path.open(encoding="utf-8") as handle:
+    with (
+        multiprocessing.get_context("fork").Pool(workers, _init, (str(tokenizer_dir),)) as pool,
+        path.open(encoding="utf-8") as handle,
+    ):
         for ids in pool.imap(_encode, handle, 25):
             if ids:
                 builder.add_item(torch.IntTensor(ids))
@@ -66,7 +67,8 @@ def main() -> None:
         chars = 0
         with path.open("w", encoding="utf-8") as out:
             for source in sorted(Path(json.__file__).parents[1].glob("*.py")) + sorted(
-                    Path(json.__file__).parents[1].glob("*/*.py")):
+                Path(json.__file__).parents[1].glob("*/*.py")
+            ):
                 text = source.read_text(encoding="utf-8", errors="replace")
                 out.write(json.dumps({"text": text}) + "\n")
                 chars += len(text)
@@ -77,14 +79,20 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         for workers in args.workers:
             ref_s, tokens = reference(path, tmp / f"ref{workers}", workers, tokenizer_dir)
-            report = preprocess.build(preprocess.Options(path, tmp / f"ours{workers}", str(tokenizer_dir),
-                                                       workers=workers, progress=False))
-            same = all((tmp / f"ref{workers}_text_document{s}").read_bytes()
-                       == (tmp / f"ours{workers}_text_document{s}").read_bytes() for s in (".bin", ".idx"))
+            report = preprocess.build(
+                preprocess.Options(path, tmp / f"ours{workers}", str(tokenizer_dir), workers=workers, progress=False)
+            )
+            same = all(
+                (tmp / f"ref{workers}_text_document{s}").read_bytes()
+                == (tmp / f"ours{workers}_text_document{s}").read_bytes()
+                for s in (".bin", ".idx")
+            )
             assert report.tokens == tokens, (report.tokens, tokens)
             ref_rate, our_rate = tokens / ref_s, tokens / report.seconds
-            print(f"| {workers} | {ref_rate:,.0f} | {our_rate:,.0f} | {ref_rate / workers:,.0f} / "
-                  f"{our_rate / workers:,.0f} | {our_rate / ref_rate:.1f}× | {same} |")
+            print(
+                f"| {workers} | {ref_rate:,.0f} | {our_rate:,.0f} | {ref_rate / workers:,.0f} / "
+                f"{our_rate / workers:,.0f} | {our_rate / ref_rate:.1f}× | {same} |"
+            )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ import gzip
 import json
 import sys
 from pathlib import Path
-
 from pydoc_data.topics import topics
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "src/qwen_acceptance/data/corpus/python-reference.jsonl.gz")

@@ -18,6 +18,13 @@ def init_parallel_state(backend: str) -> None:
 
 
 def config(heads: int = 8, groups: int = 2, head_dim: int = 32, **extra) -> TransformerConfig:
-    return TransformerConfig(num_layers=1, hidden_size=heads * head_dim, num_attention_heads=heads,
-                             num_query_groups=groups, kv_channels=head_dim, attention_dropout=0.0,
-                             masked_softmax_fusion=False, **extra)
+    return TransformerConfig(
+        num_layers=1,
+        hidden_size=heads * head_dim,
+        num_attention_heads=heads,
+        num_query_groups=groups,
+        kv_channels=head_dim,
+        attention_dropout=0.0,
+        masked_softmax_fusion=False,
+        **extra,
+    )

@@ -9,16 +9,17 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from qwen_acceptance import models, yamlio
 from qwen_acceptance.data import preprocess, sources
+from qwen_acceptance.errors import AcceptanceError
 from qwen_acceptance.judge import baselines, logparse, metrics, verdict
 from qwen_acceptance.perf import probe
 from qwen_acceptance.run import plan, recipes
-from qwen_acceptance.errors import AcceptanceError
 from qwen_acceptance.run.options import LIVE_OPTIONS, add_run_arguments, data_choice, limits_from, spec_from_args
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
@@ -125,8 +126,15 @@ def cmd_launch(args: argparse.Namespace) -> int:
     spec = spec_from_args(args.model, args)
     if args.override and not args.dry_run:  # a dry run builds the recipe anyway
         recipes.check_overrides(spec)
-    the_plan = plan.prepare(spec, runs_dir=args.runs_dir, data=data_choice(args), models_file=args.models,
-                            te=args.te, attention=args.attention, prepare_data=not args.dry_run)
+    the_plan = plan.prepare(
+        spec,
+        runs_dir=args.runs_dir,
+        data=data_choice(args),
+        models_file=args.models,
+        te=args.te,
+        attention=args.attention,
+        prepare_data=not args.dry_run,
+    )
     if args.dry_run:
         print(yamlio.dump(plan.describe(the_plan, args.te, args.attention)), end="")
         return EXIT_PASS
@@ -148,15 +156,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """A short real run of the full model through the launcher; throughput, step time, peak memory and MFU."""
     args.probe = True
     base = spec_from_args(args.model, args)
-    spec = base.with_changes(probe=True, max_steps=args.steps,
-                             lr=replace(base.lr, warmup_steps=min(base.lr.warmup_steps, args.steps // 4)),
-                             # No validation; Lightning also wants the interval within one epoch of batches.
-                             overrides={**base.overrides, "trainer.limit_val_batches": 0,
-                                        "trainer.val_check_interval": args.steps})
+    spec = base.with_changes(
+        probe=True,
+        max_steps=args.steps,
+        lr=replace(base.lr, warmup_steps=min(base.lr.warmup_steps, args.steps // 4)),
+        # No validation; Lightning also wants the interval within one epoch of batches.
+        overrides={**base.overrides, "trainer.limit_val_batches": 0, "trainer.val_check_interval": args.steps},
+    )
     if args.override:
         recipes.check_overrides(spec)
-    the_plan = plan.prepare(spec, runs_dir=args.runs_dir, data=data_choice(args), models_file=args.models,
-                            te=args.te, attention=args.attention)
+    the_plan = plan.prepare(
+        spec,
+        runs_dir=args.runs_dir,
+        data=data_choice(args),
+        models_file=args.models,
+        te=args.te,
+        attention=args.attention,
+    )
     outcome = plan.execute(the_plan, limits=limits_from(args), progress=sys.stderr)
     if not outcome.ok:
         print(f"qwen-acceptance: {spec.name}: {outcome.failure()}", file=sys.stderr)
@@ -166,10 +182,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _print_json(result)
     else:
         mfu = "—" if result["mfu"] is None else f"{result['mfu']:.1%}"
-        print(f"{spec.name} on {spec.gpus} × {result['gpu']}, {result['layout']}, global batch {spec.global_batch_size}"
-              f" (micro {spec.micro_batch_size}), seq {spec.seq_length}: {result['tokens_per_sec_per_gpu']:,.0f} "
-              f"tokens/s/GPU over steps {result['window'][0]}..{result['window'][1]}, step {result['step_time_s']:.3f} s,"
-              f" peak memory {result['peak_memory_gib']} GiB, MFU {mfu}; log {outcome.log_path}")
+        print(
+            f"{spec.name} on {spec.gpus} × {result['gpu']}, {result['layout']}, global batch {spec.global_batch_size}"
+            f" (micro {spec.micro_batch_size}), seq {spec.seq_length}: {result['tokens_per_sec_per_gpu']:,.0f} "
+            f"tokens/s/GPU over steps {result['window'][0]}..{result['window'][1]}, step {result['step_time_s']:.3f} s,"
+            f" peak memory {result['peak_memory_gib']} GiB, MFU {mfu}; log {outcome.log_path}"
+        )
     return EXIT_PASS
 
 
@@ -181,9 +199,15 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     variants = faults.select(args.faults, args.lr_scale, args.catalogue)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     out = args.out or args.runs_dir / "sensitivity" / f"{base.name}-{stamp}"
-    setup = table.Setup(runs_dir=args.runs_dir, data=data_choice(args), baselines_path=args.baselines,
-                              limits=limits_from(args), models_file=args.models, te=args.te,
-                              attention=args.attention)
+    setup = table.Setup(
+        runs_dir=args.runs_dir,
+        data=data_choice(args),
+        baselines_path=args.baselines,
+        limits=limits_from(args),
+        models_file=args.models,
+        te=args.te,
+        attention=args.attention,
+    )
     rows = table.run_matrix(base, variants, out, setup)
     print(table.markdown(base.name, rows), end="")
     print(f"table and logs: {out}")
@@ -200,24 +224,39 @@ def cmd_memory(args: argparse.Namespace) -> int:
     try:
         recipe = recipes.build(spec, recipes.RunPaths(unused, unused, unused), te=False, attention="sdpa")
     except ImportError as exc:
-        raise AcceptanceError(f"memory: reading {spec.name}'s NeMo recipe needs NeMo ({exc.name} not importable)")
+        raise AcceptanceError(
+            f"memory: reading {spec.name}'s NeMo recipe needs NeMo ({exc.name} not importable)"
+        ) from None
     dims, parallel = memory.for_recipe(spec, recipe.model.config)
     est = memory.estimate(dims, parallel)
     capacities = {"--gpu-memory": args.gpu_memory} if args.gpu_memory else memory.capacities()
     fits = {name: memory.fits(est, gib) for name, gib in capacities.items()}
     if args.json:
-        _print_json({"model": spec.name, "gpus": spec.gpus, "layout": spec.layout.describe(),
-                     "global_batch_size": spec.global_batch_size, "micro_batch_size": spec.micro_batch_size,
-                     "seq_length": spec.seq_length, "recompute": parallel.recompute, **est.__dict__,
-                     "headroom": memory.HEADROOM, "fits": fits})
+        _print_json(
+            {
+                "model": spec.name,
+                "gpus": spec.gpus,
+                "layout": spec.layout.describe(),
+                "global_batch_size": spec.global_batch_size,
+                "micro_batch_size": spec.micro_batch_size,
+                "seq_length": spec.seq_length,
+                "recompute": parallel.recompute,
+                **est.__dict__,
+                "headroom": memory.HEADROOM,
+                "fits": fits,
+            }
+        )
     else:
-        print(f"{spec.name} on {spec.gpus} GPU{'s' if spec.gpus > 1 else ''}, {spec.layout.describe()}, "
-              f"global batch {spec.global_batch_size} (micro {spec.micro_batch_size}, {parallel.microbatches} per data-parallel rank), seq "
-              f"{spec.seq_length}, {'full recompute' if parallel.recompute else 'no recompute'}; busiest rank: "
-              f"{est.params_per_rank / 1e9:.2f} B parameters, weights+gradients+optimizer {est.static_gib:.1f} GiB, "
-              f"activations {est.activations_gib:.1f} GiB, logits {est.logits_gib:.1f} GiB, optimizer-step "
-              f"temporary {est.optimizer_step_gib:.1f} GiB; peak {est.peak_gib:.1f} GiB, "
-              f"{est.peak_gib * (1 + memory.HEADROOM):.1f} GiB with {memory.HEADROOM:.0%} headroom")
+        print(
+            f"{spec.name} on {spec.gpus} GPU{'s' if spec.gpus > 1 else ''}, {spec.layout.describe()}, "
+            f"global batch {spec.global_batch_size} (micro {spec.micro_batch_size}, "
+            f"{parallel.microbatches} per data-parallel rank), seq {spec.seq_length}, "
+            f"{'full recompute' if parallel.recompute else 'no recompute'}; busiest rank: "
+            f"{est.params_per_rank / 1e9:.2f} B parameters, weights+gradients+optimizer {est.static_gib:.1f} GiB, "
+            f"activations {est.activations_gib:.1f} GiB, logits {est.logits_gib:.1f} GiB, optimizer-step "
+            f"temporary {est.optimizer_step_gib:.1f} GiB; peak {est.peak_gib:.1f} GiB, "
+            f"{est.peak_gib * (1 + memory.HEADROOM):.1f} GiB with {memory.HEADROOM:.0%} headroom"
+        )
         for name, ok in fits.items():
             print(f"  {name} ({capacities[name]} GiB): {'fits' if ok else 'does not fit'}")
     return EXIT_PASS if all(fits.values()) or not args.gpu_memory else EXIT_FAIL
@@ -225,7 +264,10 @@ def cmd_memory(args: argparse.Namespace) -> int:
 
 def _add_models_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--models", type=Path, default=None, help=f"model matrix YAML (default: the packaged one, or ${models.MODELS_ENV})"
+        "--models",
+        type=Path,
+        default=None,
+        help=f"model matrix YAML (default: the packaged one, or ${models.MODELS_ENV})",
     )
 
 
@@ -258,55 +300,94 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--input", required=True, help="a .jsonl or .jsonl.gz file, or hf://datasets/REPO/FILE")
     pre.add_argument("--json-keys", nargs="+", default=["text"], help="keys whose text to tokenize (default: text)")
     pre.add_argument("--tokenizer-library", choices=["huggingface"], default="huggingface")
-    pre.add_argument("--tokenizer-type", required=True,
-                     help=f"a tokenizer directory, a hub id (Qwen/Qwen3-8B), or {sources.BUNDLED_QWEN3}")
+    pre.add_argument(
+        "--tokenizer-type",
+        required=True,
+        help=f"a tokenizer directory, a hub id (Qwen/Qwen3-8B), or {sources.BUNDLED_QWEN3}",
+    )
     pre.add_argument("--output-prefix", required=True, help="writes PREFIX_KEY_document.bin/.idx")
     pre.add_argument("--workers", type=int, default=1)
     pre.add_argument("--append-eod", action="store_true", help="end each document with the eos token")
-    pre.add_argument("--use-fast", action="store_true",
-                     help="accepted as NeMo's flag; the ids are the same either way (the tests prove it)")
+    pre.add_argument(
+        "--use-fast",
+        action="store_true",
+        help="accepted as NeMo's flag; the ids are the same either way (the tests prove it)",
+    )
     pre.add_argument("--skip-invalid", action="store_true", help="skip and count bad lines instead of stopping")
-    pre.add_argument("--encoder", choices=["auto", "tiktoken", "hf-fast"], default="auto",
-                     help="how to tokenize (same ids either way): auto takes tiktoken where it is exact")
+    pre.add_argument(
+        "--encoder",
+        choices=["auto", "tiktoken", "hf-fast"],
+        default="auto",
+        help="how to tokenize (same ids either way): auto takes tiktoken where it is exact",
+    )
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
     pre.set_defaults(func=cmd_preprocess)
 
-    lau = _model_parser(sub, "launch", cmd_launch, live=True,
-                        help="train a model of the matrix with NeMo (torchrun), as the pytest suite does")
+    lau = _model_parser(
+        sub,
+        "launch",
+        cmd_launch,
+        live=True,
+        help="train a model of the matrix with NeMo (torchrun), as the pytest suite does",
+    )
     lau.add_argument("--dry-run", action="store_true", help="print the command and resolved configuration (YAML)")
 
-    ben = _model_parser(sub, "bench", cmd_bench, live=True,
-                        help="throughput probe: the full model for a few steps; tokens/s/GPU, MFU, memory")
+    ben = _model_parser(
+        sub,
+        "bench",
+        cmd_bench,
+        live=True,
+        help="throughput probe: the full model for a few steps; tokens/s/GPU, MFU, memory",
+    )
     ben.add_argument("--steps", type=int, default=30, help="steps to run (default 30)")
     ben.add_argument("--json", action="store_true", help="machine-readable output")
 
-    sen = sub.add_parser("sensitivity", help="train the fault catalogue's variants of a smoke model and tabulate "
-                                             "what the suite's checks catch")
+    sen = sub.add_parser(
+        "sensitivity",
+        help="train the fault catalogue's variants of a smoke model and tabulate what the suite's checks catch",
+    )
     sen.add_argument("model")
     sen.add_argument("--faults", nargs="+", metavar="NAME", help="variants to run (default: the whole catalogue)")
-    sen.add_argument("--lr-scale", type=float, action="append", default=[], metavar="S",
-                     help="also a variant with the learning rate × S (repeatable; for bisecting detection power)")
+    sen.add_argument(
+        "--lr-scale",
+        type=float,
+        action="append",
+        default=[],
+        metavar="S",
+        help="also a variant with the learning rate × S (repeatable; for bisecting detection power)",
+    )
     sen.add_argument("--catalogue", type=Path, help="fault catalogue YAML (default: the packaged faults.yaml)")
-    sen.add_argument("--out", type=Path, help="table.md, table.json and logs/ go here (default: "
-                                              "RUNS_DIR/sensitivity/MODEL-STAMP)")
-    sen.add_argument("--baselines", type=Path, default=Path("baselines.yaml"),
-                     help="the baselines the variants are judged against (default: ./baselines.yaml)")
+    sen.add_argument(
+        "--out", type=Path, help="table.md, table.json and logs/ go here (default: RUNS_DIR/sensitivity/MODEL-STAMP)"
+    )
+    sen.add_argument(
+        "--baselines",
+        type=Path,
+        default=Path("baselines.yaml"),
+        help="the baselines the variants are judged against (default: ./baselines.yaml)",
+    )
     _add_models_option(sen)
     for flag, kwargs in LIVE_OPTIONS:
         sen.add_argument(flag, **kwargs)
     sen.set_defaults(func=cmd_sensitivity)
 
-    mem = _model_parser(sub, "memory", cmd_memory, live=False,
-                        help="modelled peak GPU memory for a model and layout (no GPU needed)")
-    mem.add_argument("--gpu-memory", type=float, metavar="GIB",
-                     help="judge against this much memory per GPU; exit 1 if it does not fit "
-                          "(default: report against the GPUs in gpus.yaml)")
+    mem = _model_parser(
+        sub, "memory", cmd_memory, live=False, help="modelled peak GPU memory for a model and layout (no GPU needed)"
+    )
+    mem.add_argument(
+        "--gpu-memory",
+        type=float,
+        metavar="GIB",
+        help="judge against this much memory per GPU; exit 1 if it does not fit "
+        "(default: report against the GPUs in gpus.yaml)",
+    )
     mem.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
-def _model_parser(sub: Any, name: str, func: Callable[[argparse.Namespace], int], *, live: bool,
-                  help: str) -> argparse.ArgumentParser:
+def _model_parser(
+    sub: Any, name: str, func: Callable[[argparse.Namespace], int], *, live: bool, help: str
+) -> argparse.ArgumentParser:
     """A subcommand about one model of the matrix: the run options (``train``'s), and where it starts a run,
     the launcher's options (``LIVE_OPTIONS``, shared with the pytest plugin)."""
     parser = sub.add_parser(name, help=help)

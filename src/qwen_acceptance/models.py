@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from qwen_acceptance import yamlio
 from qwen_acceptance.errors import AcceptanceError
@@ -82,7 +83,7 @@ class ModelSpec:
     def data_parallel(self) -> int:
         return self.gpus // self.layout.model_parallel()
 
-    def with_changes(self, *, probe: bool = False, **changes: Any) -> "ModelSpec":
+    def with_changes(self, *, probe: bool = False, **changes: Any) -> ModelSpec:
         """The same model with other GPUs, layout, seed, steps or batch, re-checked against the reference's rules.
         ``probe``: a throughput probe, which may use fewer GPUs than the reference (never an acceptance run)."""
         spec = replace(self, probe=probe or self.probe, **changes)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -56,8 +57,9 @@ class AcceptanceSession:
             if path is not None:
                 self.runs[model] = acquire.recorded(spec, path, Path(self.options.runs_dir))
             else:
-                settings = acquire.LiveSettings(self.options, self.baselines_path, self.update, self.models_file,
-                                                stream=sys.__stderr__)
+                settings = acquire.LiveSettings(
+                    self.options, self.baselines_path, self.update, self.models_file, stream=sys.__stderr__
+                )
                 with self._uncaptured():
                     self.runs[model] = acquire.live(spec, settings)
         return self.runs[model]
@@ -73,8 +75,12 @@ class AcceptanceSession:
     def keep(self, run: RunResult, record_property: Callable[[str, Any], None], values: dict[str, Any]) -> None:
         """Numbers for the run report and, as JUnit XML properties, for CI dashboards."""
         self.results.setdefault(run.spec.name, {}).update(values)
-        where = {"model": run.spec.name, "gpus": run.provenance["gpus"], "layout": run.provenance["layout"],
-                 "report": str(run.report_dir)}
+        where = {
+            "model": run.spec.name,
+            "gpus": run.provenance["gpus"],
+            "layout": run.provenance["layout"],
+            "report": str(run.report_dir),
+        }
         for key, value in {**where, **values}.items():
             record_property(key, value)
 
@@ -109,10 +115,18 @@ def benchmark_run(benchmark: Any, run: RunResult) -> metrics.Throughput:
     tp = run.throughput
     prov = run.provenance
     benchmark.extra_info.update(
-        model=run.spec.name, tokens_per_sec_per_gpu=tp.mean, tokens_per_sec_per_gpu_median=tp.median,
-        throughput_steps=tp.steps_used, throughput_window=[tp.first_step, tp.last_step], throughput_derived=tp.derived,
-        gpus=prov["gpus"], layout=prov["layout"], global_batch_size=run.spec.global_batch_size,
-        seq_length=run.spec.seq_length, origin=run.origin)
+        model=run.spec.name,
+        tokens_per_sec_per_gpu=tp.mean,
+        tokens_per_sec_per_gpu_median=tp.median,
+        throughput_steps=tp.steps_used,
+        throughput_window=[tp.first_step, tp.last_step],
+        throughput_derived=tp.derived,
+        gpus=prov["gpus"],
+        layout=prov["layout"],
+        global_batch_size=run.spec.global_batch_size,
+        seq_length=run.spec.seq_length,
+        origin=run.origin,
+    )
     if not tp.step_times:
         raise AcceptanceError(f"{run.log_path}: no step times in the throughput window")
     replay_step_times(benchmark, tp.step_times)
@@ -124,21 +138,37 @@ def benchmark_run(benchmark: Any, run: RunResult) -> metrics.Throughput:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("qwen-acceptance", "Qwen pretraining acceptance")
-    group.addoption("--from-log", action="append", default=[], metavar="MODEL=PATH",
-                    help="judge MODEL from this recorded NeMo log instead of training it (repeatable)")
-    group.addoption("--logs-dir", type=Path, metavar="DIR",
-                    help="directory of recorded logs named MODEL.log")
-    group.addoption("--baselines", type=Path, metavar="FILE",
-                    help="baselines file (default: baselines.yaml in the rootdir)")
-    group.addoption("--baseline-update", action="store_true",
-                    help="record the final loss and throughput of complete clean runs as the new baselines")
-    group.addoption("--models-file", type=Path, metavar="FILE",
-                    help=f"model matrix (default: the packaged models.yaml, or ${models.MODELS_ENV})")
+    group.addoption(
+        "--from-log",
+        action="append",
+        default=[],
+        metavar="MODEL=PATH",
+        help="judge MODEL from this recorded NeMo log instead of training it (repeatable)",
+    )
+    group.addoption("--logs-dir", type=Path, metavar="DIR", help="directory of recorded logs named MODEL.log")
+    group.addoption(
+        "--baselines", type=Path, metavar="FILE", help="baselines file (default: baselines.yaml in the rootdir)"
+    )
+    group.addoption(
+        "--baseline-update",
+        action="store_true",
+        help="record the final loss and throughput of complete clean runs as the new baselines",
+    )
+    group.addoption(
+        "--models-file",
+        type=Path,
+        metavar="FILE",
+        help=f"model matrix (default: the packaged models.yaml, or ${models.MODELS_ENV})",
+    )
     for flag, kwargs in LIVE_OPTIONS:
         group.addoption(flag, **kwargs)
-    group.addoption("--fail-fast", action=argparse.BooleanOptionalAction, default=True,
-                    help="stop a live run whose loss curve has clearly left the baseline's (default: on; never "
-                         "under --baseline-update or without a baseline curve)")
+    group.addoption(
+        "--fail-fast",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stop a live run whose loss curve has clearly left the baseline's (default: on; never "
+        "under --baseline-update or without a baseline curve)",
+    )
 
 
 def _parse_from_log(values: list[str], matrix: dict[str, models.ModelSpec]) -> dict[str, Path]:
@@ -152,8 +182,9 @@ def _parse_from_log(values: list[str], matrix: dict[str, models.ModelSpec]) -> d
         if not Path(path).is_file():
             raise pytest.UsageError(f"--from-log {value!r}: {path}: no such log file")
         if model in logs and logs[model] != Path(path):
-            raise pytest.UsageError(f"--from-log {value!r}: {model} already has a log ({logs[model]}); give one "
-                                    "per model")
+            raise pytest.UsageError(
+                f"--from-log {value!r}: {model} already has a log ({logs[model]}); give one per model"
+            )
         logs[model] = Path(path)
     return logs
 
@@ -165,8 +196,11 @@ def pytest_configure(config: pytest.Config) -> None:
     except AcceptanceError as exc:
         raise pytest.UsageError(str(exc)) from None
     for spec in matrix.values():
-        config.addinivalue_line("markers", f"{spec.name}: acceptance run of {spec.recipe} on {spec.gpus} GPUs "
-                                           f"(global batch {spec.global_batch_size}, seq {spec.seq_length})")
+        config.addinivalue_line(
+            "markers",
+            f"{spec.name}: acceptance run of {spec.recipe} on {spec.gpus} GPUs "
+            f"(global batch {spec.global_batch_size}, seq {spec.seq_length})",
+        )
     for group in sorted({m for spec in matrix.values() for m in spec.markers}):
         members = [s.name for s in matrix.values() if group in s.markers]
         config.addinivalue_line("markers", f"{group}: the models {', '.join(members)}")
@@ -200,8 +234,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "model" not in metafunc.fixturenames:
         return
     matrix = metafunc.config.stash[STASH].matrix
-    params = [pytest.param(name, id=name, marks=[getattr(pytest.mark, m) for m in (name, *spec.markers)])
-              for name, spec in matrix.items()]
+    params = [
+        pytest.param(name, id=name, marks=[getattr(pytest.mark, m) for m in (name, *spec.markers)])
+        for name, spec in matrix.items()
+    ]
     metafunc.parametrize("model", params, scope="session")
 
 
@@ -276,9 +312,11 @@ def baselines_path(acceptance: AcceptanceSession) -> Path:
 
 
 @pytest.fixture
-def record(acceptance: AcceptanceSession, training_run: RunResult,
-           record_property: Callable[[str, Any], None]) -> Callable[[Check], Check]:
+def record(
+    acceptance: AcceptanceSession, training_run: RunResult, record_property: Callable[[str, Any], None]
+) -> Callable[[Check], Check]:
     """``record(check)`` keeps a check's numbers for the report and JUnit, and hands the check back."""
+
     def keep(check: Check) -> Check:
         acceptance.keep(training_run, record_property, dict(check.values))
         return check

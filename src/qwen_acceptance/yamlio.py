@@ -20,8 +20,7 @@ def _round_trip() -> YAML:
     yaml.width = 120
     # Write None as `null`, as the files are written by hand: ruamel's default (nothing) would rewrite every
     # untouched `key: null` of a file it updates.
-    yaml.representer.add_representer(
-        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
+    yaml.representer.add_representer(type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
     return yaml
 
 

@@ -21,7 +21,7 @@ def test_run_follows_reference(training_run, record):
     warning."""
     check = record(verdict.check_conformance(training_run.conformance))
     for what in check.values["conformance_unverified"]:
-        warnings.warn(f"{training_run.spec.name}: not verified from the log: {what}")
+        warnings.warn(f"{training_run.spec.name}: not verified from the log: {what}", stacklevel=1)
     assert check.passed, f"{training_run.spec.name}: {check.detail}"
 
 
@@ -71,8 +71,18 @@ def test_record_baseline(training_run, baselines_path, baseline_diffs):
     """Only under --baseline-update (the judging tests are then skipped): records a complete clean run that follows
     the reference, and fails on purpose so that an updating session is never green."""
     run = training_run
-    diff = baseline_record.record_baseline(baselines_path, run.spec, run.log, run.log_path, origin=run.origin,
-                                           conforms=run.conformance, throughput=run.throughput_if_any())
+    diff = baseline_record.record_baseline(
+        baselines_path,
+        run.spec,
+        run.log,
+        run.log_path,
+        origin=run.origin,
+        conforms=run.conformance,
+        throughput=run.throughput_if_any(),
+    )
     baseline_diffs.append(diff)
-    pytest.fail(f"{run.spec.name}: baseline updated in {baselines_path} (a session that updates is never green; "
-                f"rerun without --baseline-update to judge against it)\n{diff}", pytrace=False)
+    pytest.fail(
+        f"{run.spec.name}: baseline updated in {baselines_path} (a session that updates is never green; "
+        f"rerun without --baseline-update to judge against it)\n{diff}",
+        pytrace=False,
+    )

@@ -1,13 +1,9 @@
 """On a GPU: SDPAttention agrees with Megatron-Core's local DotProductAttention, forward and gradients, in bf16."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
-
 
 
 @pytest.mark.parametrize("s, heads, groups, d", [(256, 8, 2, 64), (1024, 16, 4, 128), (512, 8, 8, 64)])
@@ -27,12 +23,14 @@ def test_sdpa_matches_local_attention(s, heads, groups, d):
     results = []
     for module in (DotProductAttention, SDPAttention):
         torch.manual_seed(0)
-        q, k, v = (torch.randn(s, b, n, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-                   for n in (heads, groups, groups))
+        q, k, v = (
+            torch.randn(s, b, n, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+            for n in (heads, groups, groups)
+        )
         attn = module(cfg, 1, AttnMaskType.causal, "self").cuda()
         out = attn(q, k, v, attention_mask=mask)
         out.float().pow(2).sum().backward()
         results.append([out.detach().float(), q.grad.float(), k.grad.float(), v.grad.float()])
-    for name, local, sdpa in zip(("out", "dq", "dk", "dv"), *results):
+    for name, local, sdpa in zip(("out", "dq", "dk", "dv"), *results, strict=True):
         rel = ((sdpa - local).norm() / local.norm()).item()
         assert rel < 2e-2, f"{name}: relative difference {rel:.2e}"

@@ -14,8 +14,18 @@ REPRO = Path(__file__).resolve().parents[2] / "benchmarks" / "ddp_stream_race_re
 
 
 def _repro(*args):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1", str(REPRO),
-           "--trials", "3", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "1",
+        str(REPRO),
+        "--trials",
+        "3",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 

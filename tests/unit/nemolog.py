@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 _LOSS = re.compile(r"(reduced_train_loss: )([^ |\n]+)")
 _STEP = re.compile(r"\| global_step: (\d+) ")
@@ -18,10 +18,24 @@ def fmt(value: float) -> str:
     return f"{value:.4}"
 
 
-def step_line(step: int, last: int, loss: float, *, tokens: float | None = 1.0e5, seconds: float = 0.5,
-              gbs: int = 16, lr: float = 3e-4, extra: dict[str, float] | None = None) -> str:
-    fields: dict[str, float] = {"lr": lr, "global_batch_size": gbs, "global_step": step, "reduced_train_loss": loss,
-                                "train_step_timing in s": seconds}
+def step_line(
+    step: int,
+    last: int,
+    loss: float,
+    *,
+    tokens: float | None = 1.0e5,
+    seconds: float = 0.5,
+    gbs: int = 16,
+    lr: float = 3e-4,
+    extra: dict[str, float] | None = None,
+) -> str:
+    fields: dict[str, float] = {
+        "lr": lr,
+        "global_batch_size": gbs,
+        "global_step": step,
+        "reduced_train_loss": loss,
+        "train_step_timing in s": seconds,
+    }
     if tokens is not None:
         fields["tokens_per_sec_per_gpu"] = tokens
     if step:
@@ -31,19 +45,33 @@ def step_line(step: int, last: int, loss: float, *, tokens: float | None = 1.0e5
     return f"Training epoch 0, iteration {step}/{last} | {body}"
 
 
-def write_log(path: Path, steps: int, *, loss=lambda s: 10.0 - s * 0.005, tokens=lambda s: 1.0e5 + s,
-              seconds=lambda s: 0.5, noise: bool = True, gbs: int = 16, lr=lambda s: 3e-4,
-              world_size: int | None = None) -> Path:
+def write_log(
+    path: Path,
+    steps: int,
+    *,
+    loss=lambda s: 10.0 - s * 0.005,
+    tokens=lambda s: 1.0e5 + s,
+    seconds=lambda s: 0.5,
+    noise: bool = True,
+    gbs: int = 16,
+    lr=lambda s: 3e-4,
+    world_size: int | None = None,
+) -> Path:
     """``world_size``: print NeMo's process-group line, as a real log has it (the GPU count)."""
     lines = ["[NeMo W 2026-11-28 20:59:28 nemo_logging:405] a warning", "GPU available: True (cuda), used: True"]
     if world_size:
-        lines.append("[NeMo I 2026-11-28 20:59:29 nemo_logging:393] All data parallel group ranks with context "
-                     f"parallel combined: [{list(range(world_size))}]")
+        lines.append(
+            "[NeMo I 2026-11-28 20:59:29 nemo_logging:393] All data parallel group ranks with context "
+            f"parallel combined: [{list(range(world_size))}]"
+        )
     if noise:
         lines.append("You are using a CUDA device ('NVIDIA H200') that has Tensor Cores.")
     for s in range(steps):
-        lines.append(step_line(s, steps - 1, loss(s), tokens=tokens(s) if tokens else None, seconds=seconds(s),
-                               gbs=gbs, lr=lr(s)))
+        lines.append(
+            step_line(
+                s, steps - 1, loss(s), tokens=tokens(s) if tokens else None, seconds=seconds(s), gbs=gbs, lr=lr(s)
+            )
+        )
     lines.append("`Trainer.fit` stopped: `max_steps` reached.")
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -28,7 +28,8 @@ if args.grandchild_pidfile:  # like a rank torchrun starts: it must die with the
     with open(args.grandchild_pidfile, "w") as handle:
         handle.write(str(child.pid))
 step = -1
-lines = open(args.log, encoding="utf-8")
+with open(args.log, encoding="utf-8") as handle:
+    lines = handle.readlines()
 if args.scale_loss is not None:
     lines = scale_loss(lines, args.scale_loss, args.scale_from, args.scale_until)
 for line in lines:

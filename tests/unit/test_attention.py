@@ -2,12 +2,9 @@
 with Megatron-Core's own local attention)."""
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-
 from attention_setup import config, init_parallel_state  # noqa: E402
 from megatron.core.transformer.enums import AttnMaskType  # noqa: E402
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from qwen_acceptance.judge import baselines
 from qwen_acceptance.errors import AcceptanceError
+from qwen_acceptance.judge import baselines
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVENANCE = {"date": "2026-11-28", "gpus": 8, "log_sha256": "ab" * 32, "gpu": "NVIDIA H200"}
@@ -14,7 +14,9 @@ PROVENANCE = {"date": "2026-11-28", "gpus": 8, "log_sha256": "ab" * 32, "gpu": "
 def test_shipped_file_is_valid_and_unmeasured():
     entries = baselines.load(ROOT / "baselines.yaml")
     assert set(entries) == {"qwen3_8b", "qwen25_7b", "qwen3_30b_a3b", "qwen2_72b", "qwen25_72b"} | {
-        name for name, e in entries.items() if e.measured  # measured ones are the smoke models, with provenance
+        name
+        for name, e in entries.items()
+        if e.measured  # measured ones are the smoke models, with provenance
     }
     for name in ("qwen3_8b", "qwen25_7b", "qwen3_30b_a3b", "qwen2_72b", "qwen25_72b"):
         assert not entries[name].measured  # no invented numbers

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from nemolog import write_log
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -14,8 +13,9 @@ DENSE = FIXTURES / "nemo25/nemo25-h200-tiny-qwen3-dense-60steps.log"
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "qwen_acceptance.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "qwen_acceptance.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )
 
 
 def test_summarize_json_on_real_log():
@@ -75,10 +75,13 @@ def test_bad_input_is_exit_2_with_one_line(tmp_path, name, content, message):
     assert out.stderr.count("\n") == 1 and message in out.stderr and out.stderr.startswith("qwen-acceptance: error:")
 
 
-@pytest.mark.parametrize("baselines, message", [
-    ("qwen3_8b:\n  final_loss: null\n", "no measured baseline for 'qwen3_8b'"),  # a missing baseline never passes
-    ("qwen3_8b: {final_loss: [\n", "b.yaml:2: invalid YAML"),  # a corrupt file is named with its line
-])
+@pytest.mark.parametrize(
+    "baselines, message",
+    [
+        ("qwen3_8b:\n  final_loss: null\n", "no measured baseline for 'qwen3_8b'"),  # a missing baseline never passes
+        ("qwen3_8b: {final_loss: [\n", "b.yaml:2: invalid YAML"),  # a corrupt file is named with its line
+    ],
+)
 def test_a_missing_or_corrupt_baseline_is_bad_input(tmp_path, baselines, message):
     log = write_log(tmp_path / "run.log", 1000, loss=lambda s: 3.0)
     base = tmp_path / "b.yaml"
@@ -101,12 +104,19 @@ def test_launch_dry_run_prints_command_and_resolved_config(tmp_path):
     assert not list(tmp_path.iterdir())  # a dry run creates nothing
 
 
-@pytest.mark.parametrize("change", [
-    ["--override", "data.global_batch_size=64"], ["--override", "trainer.max_steps=10"],
-    ["--override", "model.config.seq_length=2048"], ["--override", "trainer.devices=4"],
-    ["--override", "trainer.strategy.tensor_model_parallel_size=3"], ["--max-steps", "10", "--warmup-steps", "2"],
-    ["--seed", "4321"], ["--global-batch-size", "64"],
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        ["--override", "data.global_batch_size=64"],
+        ["--override", "trainer.max_steps=10"],
+        ["--override", "model.config.seq_length=2048"],
+        ["--override", "trainer.devices=4"],
+        ["--override", "trainer.strategy.tensor_model_parallel_size=3"],
+        ["--max-steps", "10", "--warmup-steps", "2"],
+        ["--seed", "4321"],
+        ["--global-batch-size", "64"],
+    ],
+)
 def test_launch_refuses_changes_to_what_the_reference_fixes(change):
     out = cli("launch", "qwen3_8b", "--dry-run", "--tokenizer", "bundled:qwen3", *change)
     errors = [line for line in out.stderr.splitlines() if line.startswith("qwen-acceptance:")]
@@ -117,18 +127,35 @@ def test_launch_refuses_changes_to_what_the_reference_fixes(change):
 def test_a_probe_may_change_what_the_reference_fixes():
     import yaml
 
-    out = cli("launch", "qwen3_8b", "--dry-run", "--tokenizer", "bundled:qwen3", "--probe", "--max-steps", "10",
-              "--warmup-steps", "2", "--seed", "7", "--override", "data.global_batch_size=64")
+    out = cli(
+        "launch",
+        "qwen3_8b",
+        "--dry-run",
+        "--tokenizer",
+        "bundled:qwen3",
+        "--probe",
+        "--max-steps",
+        "10",
+        "--warmup-steps",
+        "2",
+        "--seed",
+        "7",
+        "--override",
+        "data.global_batch_size=64",
+    )
     assert out.returncode == 0, out.stderr
     assert "--probe" in yaml.safe_load(out.stdout)["command"]  # the training entry, and so its log, says so
 
 
-@pytest.mark.parametrize("override, message", [
-    ("optim.config.lr=fast", "override 'optim.config.lr=fast': expected a finite number"),
-    ("model.config.num_layers=abc", "override 'model.config.num_layers=abc': expected an integer"),
-    ("model.config.num_layers=", "override 'model.config.num_layers=': expected a value"),
-    ("model.config.nope=1", "override 'model.config.nope': the recipe has no 'nope'"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.config.lr=fast", "override 'optim.config.lr=fast': expected a finite number"),
+        ("model.config.num_layers=abc", "override 'model.config.num_layers=abc': expected an integer"),
+        ("model.config.num_layers=", "override 'model.config.num_layers=': expected a value"),
+        ("model.config.nope=1", "override 'model.config.nope': the recipe has no 'nope'"),
+    ],
+)
 def test_launch_checks_override_types_before_anything_starts(tmp_path, override, message):
     out = cli("launch", "smoke_qwen3", "--override", override, "--runs-dir", tmp_path, "--data-cache", tmp_path / "c")
     assert out.returncode == 2 and message in out.stderr, out.stderr
@@ -162,18 +189,39 @@ def test_memory_reads_the_real_recipe_and_judges_a_card():
 
 
 def test_memory_takes_recompute_from_the_overrides():
-    out = cli("memory", "qwen2_72b", "--json", "--layout", "sp=true",
-              "--override", "model.config.recompute_granularity=full", "--override", "model.config.recompute_method=uniform",
-              "--override", "model.config.recompute_num_layers=1")
+    out = cli(
+        "memory",
+        "qwen2_72b",
+        "--json",
+        "--layout",
+        "sp=true",
+        "--override",
+        "model.config.recompute_granularity=full",
+        "--override",
+        "model.config.recompute_method=uniform",
+        "--override",
+        "model.config.recompute_num_layers=1",
+    )
     data = json.loads(out.stdout)
     assert data["recompute"] is True and data["activations_gib"] < 2  # each layer's input only
 
 
-@pytest.mark.parametrize("args, message", [
-    (["qwen3_30b_a3b"], "not context or expert parallelism (layout TP4 PP2 CP1 EP4 ETP1 SP)"),
-    (["qwen2_72b", "--override", "model.config.recompute_granularity=full", "--override",
-      "model.config.recompute_method=block"], "not 'block' or partial recompute"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["qwen3_30b_a3b"], "not context or expert parallelism (layout TP4 PP2 CP1 EP4 ETP1 SP)"),
+        (
+            [
+                "qwen2_72b",
+                "--override",
+                "model.config.recompute_granularity=full",
+                "--override",
+                "model.config.recompute_method=block",
+            ],
+            "not 'block' or partial recompute",
+        ),
+    ],
+)
 def test_memory_refuses_what_it_does_not_model(args, message):
     out = cli("memory", *args)
     errors = [line for line in out.stderr.splitlines() if line.startswith("qwen-acceptance:")]
@@ -182,5 +230,7 @@ def test_memory_refuses_what_it_does_not_model(args, message):
 
 def test_sensitivity_refuses_an_unknown_variant_before_anything_starts(tmp_path):
     out = cli("sensitivity", "smoke_qwen3", "--faults", "lr_x9", "--runs-dir", tmp_path)
-    assert out.returncode == 2 and "--faults: unknown variant(s) lr_x9; the catalogue has rerun, seed_4321" in out.stderr
+    assert (
+        out.returncode == 2 and "--faults: unknown variant(s) lr_x9; the catalogue has rerun, seed_4321" in out.stderr
+    )
     assert not list(tmp_path.iterdir())

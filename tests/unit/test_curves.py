@@ -4,10 +4,10 @@ baselines.yaml."""
 import math
 
 import pytest
-
 from nemolog import write_log
-from qwen_acceptance.judge import baselines, curves, logparse
+
 from qwen_acceptance.errors import AcceptanceError
+from qwen_acceptance.judge import baselines, curves, logparse
 
 
 def healthy(step):
@@ -59,14 +59,17 @@ def test_too_few_common_points(tmp_path):
         curves.compare(short, base, 0.1)
 
 
-@pytest.mark.parametrize("entry, message", [
-    ("curve: {steps: [0, 10], loss: [2.0]}", "field 'curve' must be"),
-    ("curve: {steps: [10, 0], loss: [2.0, 1.0]}", "field 'curve' must be"),
-    ("curve: {steps: [0, 10], loss: [2.0, .nan]}", "field 'curve' must be"),
-    ("curve_band: 5", "field 'curve_band' is a fraction"),
-    ("throughput_band: [0.1, 0.2]", r"field 'throughput_band' must be \[low, high\]"),
-    ("throughput_band: 0.1", r"field 'throughput_band' must be \[low, high\]"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("curve: {steps: [0, 10], loss: [2.0]}", "field 'curve' must be"),
+        ("curve: {steps: [10, 0], loss: [2.0, 1.0]}", "field 'curve' must be"),
+        ("curve: {steps: [0, 10], loss: [2.0, .nan]}", "field 'curve' must be"),
+        ("curve_band: 5", "field 'curve_band' is a fraction"),
+        ("throughput_band: [0.1, 0.2]", r"field 'throughput_band' must be \[low, high\]"),
+        ("throughput_band: 0.1", r"field 'throughput_band' must be \[low, high\]"),
+    ],
+)
 def test_curve_and_band_fields_are_validated(tmp_path, entry, message):
     path = tmp_path / "b.yaml"
     path.write_text(f"m:\n  {entry}\n")
@@ -78,8 +81,9 @@ def test_update_writes_the_curve_on_two_lines(tmp_path):
     path = tmp_path / "b.yaml"
     path.write_text("m:\n  final_loss: null\n")
     curve = curves.Curve((0, 10, 19), (10.123456, 5.0, 4.5))
-    baselines.apply_updates(path, {"m": baselines.Update(4.5, 100.0, {"date": "d", "gpus": 1, "log_sha256": "x"},
-                                                         curve)})
+    baselines.apply_updates(
+        path, {"m": baselines.Update(4.5, 100.0, {"date": "d", "gpus": 1, "log_sha256": "x"}, curve)}
+    )
     text = path.read_text()
     assert "    steps: [0, 10, 19]\n    loss: [10.1235, 5.0, 4.5]\n" in text
     assert baselines.load(path)["m"].curve == curves.Curve((0, 10, 19), (10.1235, 5.0, 4.5))

@@ -5,8 +5,8 @@ BENCHMARKS.md quotes. The launcher's real-process replay is in test_launch.py.""
 from pathlib import Path
 
 import pytest
-
 from nemolog import scale_loss
+
 from qwen_acceptance import models
 from qwen_acceptance.judge import baselines, curves, failfast, logparse
 
@@ -81,9 +81,11 @@ def test_derived_broken_runs(factor, first, last, stop_step):
 def test_the_stop_names_the_step_and_both_values():
     lines = scale_loss(BASELINE_RUN.read_text().splitlines(keepends=True), 2.0)
     watch, stopped_at, _, status = watch_log(lines)
-    assert watch.stopped == ("fail-fast: the loss curve was beyond ±15% of the baseline's for 3 points in a row; at "
-                             "step 20 (mean of steps 20..29) the run's 18.04 against the baseline's 9.022 (+100.0%; "
-                             "band ±10%)")
+    assert watch.stopped == (
+        "fail-fast: the loss curve was beyond ±15% of the baseline's for 3 points in a row; at "
+        "step 20 (mean of steps 20..29) the run's 18.04 against the baseline's 9.022 (+100.0%; "
+        "band ±10%)"
+    )
     assert status[9] == "curve @0: 23.03 vs baseline 11.52 (+100.0%) outside band (1 of 3 past ±15%)"
     assert status[8] == ""  # no point completed yet
 
@@ -104,19 +106,25 @@ def test_without_stopping_the_status_still_says_outside_band():
     assert status[199] == "curve @190: 5.685 vs baseline 2.843 (+100.0%) outside band"
 
 
-@pytest.mark.parametrize("log, spec, warning", [
-    # Two GPUs, TP2: 40% slower than the 1-GPU baseline, far past the band and the noise.
-    ("smoke_qwen3-h200x2-tp2.log", "smoke_qwen3", "SLOW: 70,623 tok/s/GPU over steps 10..59, -37.6% from the "
-                                                  "baseline (band -10%)"),
-    ("smoke_qwen3-h200x2-dp2.log", "smoke_qwen3", None),  # 20% slower: under the band, within 2 x 7.4% of its edge
-    ("smoke_qwen3-h200x1-seed1234-rerun.log", "smoke_qwen3", None),  # 7% slower: run-to-run noise
-    ("smoke_qwen3_moe-h200x1-seed1234-rerun.log", "smoke_qwen3_moe", None),
-])
+@pytest.mark.parametrize(
+    "log, spec, warning",
+    [
+        # Two GPUs, TP2: 40% slower than the 1-GPU baseline, far past the band and the noise.
+        (
+            "smoke_qwen3-h200x2-tp2.log",
+            "smoke_qwen3",
+            "SLOW: 70,623 tok/s/GPU over steps 10..59, -37.6% from the baseline (band -10%)",
+        ),
+        ("smoke_qwen3-h200x2-dp2.log", "smoke_qwen3", None),  # 20% slower: under the band, within 2 x 7.4% of its edge
+        ("smoke_qwen3-h200x1-seed1234-rerun.log", "smoke_qwen3", None),  # 7% slower: run-to-run noise
+        ("smoke_qwen3_moe-h200x1-seed1234-rerun.log", "smoke_qwen3_moe", None),
+    ],
+)
 def test_throughput_warns_only_when_unambiguous(log, spec, warning):
     lines = (ROOT / "fixtures/smoke-runs" / log).read_text().splitlines(keepends=True)
     _, stopped_at, _, status = watch_log(lines, spec)
     assert stopped_at is None  # throughput never stops a run
-    warnings = {step: text[text.index("SLOW"):] for step, text in status.items() if "SLOW" in text}
+    warnings = {step: text[text.index("SLOW") :] for step, text in status.items() if "SLOW" in text}
     if warning is None:
         assert not warnings
     else:  # from the 50th step of the reference window (steps 10..59) on, not before

@@ -2,8 +2,8 @@
 
 import pytest
 
-from qwen_acceptance.perf import flops, memory
 from qwen_acceptance.errors import AcceptanceError
+from qwen_acceptance.perf import flops, memory
 
 
 def test_dense_qwen3_8b_by_hand():
@@ -18,8 +18,7 @@ def test_moe_counts_only_the_routed_experts():
     dense = flops.Dims(layers=48, hidden=2048, heads=32, groups=4, head_dim=128, ffn=6144, vocab=151936, seq=4096)
     moe = flops.Dims(**{**dense.__dict__, "experts": 128, "topk": 8, "expert_ffn": 768})
     mlp_dense, mlp_moe = 6 * 2048 * 6144, 2 * 2048 * 128 + 8 * 6 * 2048 * 768
-    assert flops.training_flops_per_token(dense) - flops.training_flops_per_token(moe) == 3 * 48 * (
-        mlp_dense - mlp_moe)
+    assert flops.training_flops_per_token(dense) - flops.training_flops_per_token(moe) == 3 * 48 * (mlp_dense - mlp_moe)
 
 
 def test_mfu_and_unknown_gpu():
@@ -27,12 +26,15 @@ def test_mfu_and_unknown_gpu():
     assert flops.peak_tflops("A GPU nobody measured") is None
 
 
-@pytest.mark.parametrize("entry, field, read", [
-    ("{bf16_dense_tflops: fast, memory_gib: 80}", "bf16_dense_tflops", lambda p: flops.peak_tflops("Some GPU", p)),
-    ("{bf16_dense_tflops: 700, memory_gib: -1}", "memory_gib", memory.capacities),
-    ("just a name", "bf16_dense_tflops", lambda p: flops.peak_tflops("Some GPU", p)),
-    ("just a name", "memory_gib", memory.capacities),
-])
+@pytest.mark.parametrize(
+    "entry, field, read",
+    [
+        ("{bf16_dense_tflops: fast, memory_gib: 80}", "bf16_dense_tflops", lambda p: flops.peak_tflops("Some GPU", p)),
+        ("{bf16_dense_tflops: 700, memory_gib: -1}", "memory_gib", memory.capacities),
+        ("just a name", "bf16_dense_tflops", lambda p: flops.peak_tflops("Some GPU", p)),
+        ("just a name", "memory_gib", memory.capacities),
+    ],
+)
 def test_a_wrong_gpus_yaml_entry_is_named(tmp_path, entry, field, read):
     path = tmp_path / "gpus.yaml"
     path.write_text(f"Some GPU: {entry}\n")

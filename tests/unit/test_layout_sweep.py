@@ -51,8 +51,10 @@ def test_table_reads_recorded_results_and_failures():
     tp2 = layout_sweep.Candidate("qwen3_8b", 2, "recipe", "tp=2")
     tp1 = layout_sweep.Candidate("qwen3_8b", 2, "tp1-dp2", "tp=1")
     oom = layout_sweep.Candidate("qwen3_8b", 2, "tp1-mb2", "tp=1", micro_batch_size=2)
-    rows = [(c, c.command(8, 8, []), r) for c, r in
-            ((tp2, results[0]), (tp1, results[1]), (oom, {"error": "qwen-acceptance: qwen3_8b: out of memory"}))]
+    rows = [
+        (c, c.command(8, 8, []), r)
+        for c, r in ((tp2, results[0]), (tp1, results[1]), (oom, {"error": "qwen-acceptance: qwen3_8b: out of memory"}))
+    ]
     text = layout_sweep.table(rows)
     assert "| qwen3_8b | 2 | tp1-dp2 | TP1 PP1 CP1 | 8 (1) | 23,050 | 59.1% | 64.1 | 1.08× |" in text
     assert "| qwen3_8b | 2 | recipe | TP2 PP1 CP1 | 8 (1) | 21,330 | 54.7% | 43.7 | 1.00× |" in text
@@ -60,9 +62,31 @@ def test_table_reads_recorded_results_and_failures():
 
 
 def test_dry_run_lists_one_bench_command_per_candidate(capsys):
-    assert layout_sweep.main(["--gpus", "8", "--out", "unused", "--models", "qwen3_8b", "--steps", "30",
-                              "--global-batch-size", "32", "--dry-run", "--", "--tokenizer", "bundled:qwen3"]) == 0
+    assert (
+        layout_sweep.main(
+            [
+                "--gpus",
+                "8",
+                "--out",
+                "unused",
+                "--models",
+                "qwen3_8b",
+                "--steps",
+                "30",
+                "--global-batch-size",
+                "32",
+                "--dry-run",
+                "--",
+                "--tokenizer",
+                "bundled:qwen3",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(layout_sweep.candidates(8, ["qwen3_8b"])) == 4
-    assert all(" bench qwen3_8b --json --gpus 8 --steps 30 " in line and line.endswith("--tokenizer bundled:qwen3 --time-limit 540.0")
-               for line in lines)
+    assert all(
+        " bench qwen3_8b --json --gpus 8 --steps 30 " in line
+        and line.endswith("--tokenizer bundled:qwen3 --time-limit 540.0")
+        for line in lines
+    )

@@ -4,10 +4,10 @@ import math
 from pathlib import Path
 
 import pytest
-
 from nemolog import step_line, write_log
-from qwen_acceptance.judge import logparse
+
 from qwen_acceptance.errors import AcceptanceError
+from qwen_acceptance.judge import logparse
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
@@ -56,7 +56,7 @@ def test_val_loss_absent_until_first_validation():
 
 def test_noise_ansi_carriage_returns_and_tracebacks():
     text = (
-        "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: boom\n"
+        'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: boom\n'
         "\x1b[32mEpoch 0: 10%|##  | 1/10\r" + step_line(0, 1, 5.0) + "\x1b[0m\n"
         "Sanity Checking: 0it [00:00, ?it/s]\r\x1b[1m" + step_line(1, 1, 4.0) + "\n"
     )

@@ -19,15 +19,24 @@ def measured(name):
     model = log.shape
     dims = flops.Dims.from_config(SimpleNamespace(**model), model["seq_length"])
     data = log.resolved["data"]
-    parallel = memory.Parallel(micro_batch=data["micro_batch_size"],
-                               microbatches=data["global_batch_size"] // data["micro_batch_size"])
+    parallel = memory.Parallel(
+        micro_batch=data["micro_batch_size"], microbatches=data["global_batch_size"] // data["micro_batch_size"]
+    )
     peak = max(r["max_allocated_gib"] for r in log.peak_memory)
     return dims, parallel, peak
 
 
-@pytest.mark.parametrize("name", ["smoke_qwen3-bench-30steps.log", "qwen3_8b-4layers-hidden512-seq8192-ok.log",
-                                  "smoke_qwen3-fullwidth-seq1024-ok.log", "qwen3_8b-8layers-gb8-h200.log",
-                                  "qwen3_8b-16layers-gb16-h200.log", "qwen25_7b-16layers-gb8-h200.log"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "smoke_qwen3-bench-30steps.log",
+        "qwen3_8b-4layers-hidden512-seq8192-ok.log",
+        "smoke_qwen3-fullwidth-seq1024-ok.log",
+        "qwen3_8b-8layers-gb8-h200.log",
+        "qwen3_8b-16layers-gb16-h200.log",
+        "qwen25_7b-16layers-gb8-h200.log",
+    ],
+)
 def test_agrees_with_measured_h200_peaks_within_15_percent(name):
     dims, parallel, peak = measured(name)
     estimate = memory.estimate(dims, parallel)

@@ -5,10 +5,10 @@ import statistics
 from pathlib import Path
 
 import pytest
-
 from nemolog import step_line, write_log
-from qwen_acceptance.judge import logparse, metrics
+
 from qwen_acceptance.errors import AcceptanceError
+from qwen_acceptance.judge import logparse, metrics
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
@@ -24,8 +24,11 @@ def test_throughput_window_drops_first_and_last_ten(tmp_path):
 
 def test_throughput_of_real_log_by_hand():
     path = FIXTURES / "nemo25/nemo25-h200-tiny-qwen3-dense-60steps.log"
-    values = [float(line.split("tokens_per_sec_per_gpu: ")[1].split(" ")[0])
-              for line in path.read_text().splitlines() if line.startswith("Training epoch")]
+    values = [
+        float(line.split("tokens_per_sec_per_gpu: ")[1].split(" ")[0])
+        for line in path.read_text().splitlines()
+        if line.startswith("Training epoch")
+    ]
     tp = metrics.throughput(logparse.parse_file(path))
     assert tp.mean == pytest.approx(statistics.fmean(values[10:-10]))
     assert tp.steps_used == 40

@@ -1,6 +1,5 @@
 """The model matrix: the reference's table as data, and a clear error for each rule it could break."""
 
-import configparser
 from pathlib import Path
 
 import pytest
@@ -36,12 +35,25 @@ def test_recipe_default_layouts():
 
 
 def _matrix(tmp_path, **entry):
-    base = {"recipe": "qwen3_8b", "reference_gpus": 8, "gpus": 8, "global_batch_size": 128, "seq_length": 8192,
-            "layout": {"tp": 4}}
+    base = {
+        "recipe": "qwen3_8b",
+        "reference_gpus": 8,
+        "gpus": 8,
+        "global_batch_size": 128,
+        "seq_length": 8192,
+        "layout": {"tp": 4},
+    }
     base.update(entry)
-    lines = ["defaults:", "  max_steps: 1000", "  seed: 1234", "  micro_batch_size: 1",
-             "  lr: {max: 3.0e-4, min: 3.0e-5, warmup_steps: 100}", "  data: {corpus: c.jsonl, tokenizer: t}",
-             "models:", "  m:"]
+    lines = [
+        "defaults:",
+        "  max_steps: 1000",
+        "  seed: 1234",
+        "  micro_batch_size: 1",
+        "  lr: {max: 3.0e-4, min: 3.0e-5, warmup_steps: 100}",
+        "  data: {corpus: c.jsonl, tokenizer: t}",
+        "models:",
+        "  m:",
+    ]
     lines += [f"    {k}: {v}" for k, v in base.items()]
     path = tmp_path / "models.yaml"
     path.write_text("\n".join(lines) + "\n")
@@ -53,8 +65,10 @@ def _matrix(tmp_path, **entry):
     [
         ({"gpus": 4}, r"models\.m: field 'gpus' is 4, below the reference's 8"),
         ({"layout": {"tp": 3}}, r"models\.m: field 'layout': TP3 × PP1 × CP1 = 3 does not divide gpus=8"),
-        ({"global_batch_size": 100, "layout": {"tp": 1}},
-         r"field 'global_batch_size' 100 is not divisible by micro_batch_size × data-parallel size = 1 × 8"),
+        (
+            {"global_batch_size": 100, "layout": {"tp": 1}},
+            r"field 'global_batch_size' 100 is not divisible by micro_batch_size × data-parallel size = 1 × 8",
+        ),
         ({"layout": {"tp": 2, "pp": 2, "ep": 8}}, r"PP2 × EP8 × ETP1 = 16 does not divide gpus=8"),
         ({"seq_length": 0}, r"models\.m: field 'seq_length' must be a positive integer"),
         ({"layout": {"tp": 1, "sp": True}}, r"field 'layout.sp' needs tp > 1"),

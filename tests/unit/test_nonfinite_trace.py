@@ -32,8 +32,9 @@ def traced(model_factory, x):
 
 def test_names_the_first_nonfinite_gradient_and_parameter():
     torch.manual_seed(0)
-    tracer, lines = traced(lambda: torch.nn.Sequential(torch.nn.Linear(4, 4), ZeroSqrt(), torch.nn.Linear(4, 2)),
-                           torch.randn(3, 4))
+    tracer, lines = traced(
+        lambda: torch.nn.Sequential(torch.nn.Linear(4, 4), ZeroSqrt(), torch.nn.Linear(4, 2)), torch.randn(3, 4)
+    )
     assert "forward" not in tracer.first  # every forward output was finite
     assert tracer.first["grad_out"] == "#0 Linear"  # the gradient into the first Linear's output is NaN
     assert tracer.first["param"] in ("Linear.weight", "Linear.bias")  # the first Linear's (the last's are finite)

@@ -8,8 +8,8 @@ import shlex
 from pathlib import Path
 
 import pytest
-
 from nemolog import write_log
+
 from qwen_acceptance import models
 from qwen_acceptance.judge import conformance, curves, logparse, metrics
 
@@ -18,9 +18,16 @@ ROOT = HERE.parents[1]
 SMOKE = ROOT / "fixtures/logs/smoke_qwen3.log"
 SMOKE_RUNS = ROOT / "fixtures/smoke-runs"
 MEASURED = "  provenance: {date: '2026-01-01', gpus: 8, log_sha256: abc}\n"
-RULES = ["test_run_follows_reference", "test_final_step_reached", "test_loss_finite",
-         "test_final_loss_within_tolerance", "test_loss_curve_within_band", "test_loss_curve_correlates",
-         "test_throughput_within_band", "test_throughput_recorded"]
+RULES = [
+    "test_run_follows_reference",
+    "test_final_step_reached",
+    "test_loss_finite",
+    "test_final_loss_within_tolerance",
+    "test_loss_curve_within_band",
+    "test_loss_curve_correlates",
+    "test_throughput_within_band",
+    "test_throughput_recorded",
+]
 OUTCOME = re.compile(r"^(PASSED|FAILED|SKIPPED|ERROR|XFAIL) test_pretraining\.py::(\w+)\[(\w+)\]", re.M)
 
 
@@ -58,6 +65,7 @@ def suite(pytester, monkeypatch, tmp_path):
 
 QWEN3_8B = models.get_model("qwen3_8b")
 
+
 def reference_log(path, steps=1000, *, tokens=None, seconds=None, **kw):
     """A NeMo log of qwen3_8b's reference configuration as its progress lines show it: global batch 128, the
     reference's learning-rate schedule, 8 GPUs, and tokens/s/GPU that agree with the step time at seq 8192."""
@@ -82,15 +90,25 @@ def _baselines(tmp_path, loss):
     curve = curves.sparse(log)
     tps = metrics.throughput(log).mean
     path = tmp_path / "baselines.yaml"
-    path.write_text(f"# keep me\nqwen3_8b:\n  final_loss: {loss}\n  tolerance: 0.05\n{MEASURED}"
-                    f"  tokens_per_sec_per_gpu: {tps}\n  curve: {{steps: {list(curve.steps)}, loss: {list(curve.loss)}}}\n"
-                    "qwen25_7b:\n  final_loss: 9.5\n" + MEASURED)
+    path.write_text(
+        f"# keep me\nqwen3_8b:\n  final_loss: {loss}\n  tolerance: 0.05\n{MEASURED}"
+        f"  tokens_per_sec_per_gpu: {tps}\n  curve: {{steps: {list(curve.steps)}, loss: {list(curve.loss)}}}\n"
+        "qwen25_7b:\n  final_loss: 9.5\n" + MEASURED
+    )
     return path
 
 
 def test_passing_log_passes(suite, tmp_path, full_log):
-    out = suite.run("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}",
-                    "--baselines", _baselines(tmp_path, 3.1), "--benchmark-json", tmp_path / "bench.json")
+    out = suite.run(
+        "-m",
+        "qwen3_8b",
+        "--from-log",
+        f"qwen3_8b={full_log}",
+        "--baselines",
+        _baselines(tmp_path, 3.1),
+        "--benchmark-json",
+        tmp_path / "bench.json",
+    )
     out.assert_outcomes(passed=8)
     bench = json.loads((tmp_path / "bench.json").read_text())["benchmarks"][0]
     assert bench["stats"]["rounds"] == 980  # steps 10..989: the reference window
@@ -130,23 +148,31 @@ def test_nan_run_fails(suite, tmp_path, full_log):
 def test_no_log_skips_with_reason(suite):
     out = suite.run("-m", "qwen3_8b or qwen2_72b")
     out.assert_outcomes(skipped=16)
-    assert "qwen2_72b: no recorded log (--from-log qwen2_72b=PATH or --logs-dir DIR), and a live run needs 32 GPUs " \
-           "(several nodes: set NNODES, NODE_RANK" in out.text
-    assert "qwen3_8b: no recorded log (--from-log qwen3_8b=PATH or --logs-dir DIR), and a live run needs 8 GPUs; " \
-           "this machine has 0" in out.text
+    assert (
+        "qwen2_72b: no recorded log (--from-log qwen2_72b=PATH or --logs-dir DIR), and a live run needs 32 GPUs "
+        "(several nodes: set NNODES, NODE_RANK" in out.text
+    )
+    assert (
+        "qwen3_8b: no recorded log (--from-log qwen3_8b=PATH or --logs-dir DIR), and a live run needs 8 GPUs; "
+        "this machine has 0" in out.text
+    )
 
 
 def test_logs_dir_and_marker_selection(suite, tmp_path, full_log):
-    out = suite.run("-m", "qwen3_8b or qwen25_7b", "--logs-dir", full_log.parent,
-                    "--baselines", _baselines(tmp_path, 3.1))
+    out = suite.run(
+        "-m", "qwen3_8b or qwen25_7b", "--logs-dir", full_log.parent, "--baselines", _baselines(tmp_path, 3.1)
+    )
     out.assert_outcomes(passed=8, skipped=8)  # qwen25_7b has no log in that folder
 
 
-@pytest.mark.parametrize("value, message", [
-    ("qwen3_8b={missing}", "nope.log: no such log file"),
-    ("llama=x.log", "unknown model"),
-    ("qwen3_8b", "expected MODEL=PATH"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("qwen3_8b={missing}", "nope.log: no such log file"),
+        ("llama=x.log", "unknown model"),
+        ("qwen3_8b", "expected MODEL=PATH"),
+    ],
+)
 def test_bad_from_log_is_a_usage_error(suite, tmp_path, value, message):
     out = suite.run("--from-log", value.format(missing=tmp_path / "nope.log"))
     assert out.ret == pytest.ExitCode.USAGE_ERROR and message in out.stderr.str()
@@ -170,8 +196,11 @@ def test_foreign_log_errors_with_one_line(suite, tmp_path):
 
 def test_baseline_update_flow(suite, tmp_path, full_log):
     base = tmp_path / "baselines.yaml"
-    base.write_text("# keep me\nqwen25_7b:\n  final_loss: 9.5  # and me\n" + MEASURED +
-                    "qwen3_8b:\n  final_loss: null\n  tolerance: 0.04\n")
+    base.write_text(
+        "# keep me\nqwen25_7b:\n  final_loss: 9.5  # and me\n"
+        + MEASURED
+        + "qwen3_8b:\n  final_loss: null\n  tolerance: 0.04\n"
+    )
     out = suite.run("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}", "--baselines", base, "--baseline-update")
     # A session that updates baselines is never green; nothing judges against the file while this session
     # rewrites it (so no outcome depends on test order): the four baseline rules are skipped, saying why.
@@ -193,8 +222,19 @@ def test_update_session_outcomes_do_not_depend_on_test_order(suite, tmp_path, fu
         base = tmp_path / f"baselines-{order}.yaml"
         base.write_text("qwen3_8b:\n  final_loss: 2.0\n" + MEASURED)  # an old baseline the run is far from
         selection = f"{order} or {'test_final_loss' if order == 'test_record_baseline' else 'test_record'}"
-        out = suite.run("-m", "qwen3_8b", "-k", selection, "--from-log", f"qwen3_8b={full_log}", "--baselines", base,
-                        "--baseline-update", "-p", "no:randomly")
+        out = suite.run(
+            "-m",
+            "qwen3_8b",
+            "-k",
+            selection,
+            "--from-log",
+            f"qwen3_8b={full_log}",
+            "--baselines",
+            base,
+            "--baseline-update",
+            "-p",
+            "no:randomly",
+        )
         out.assert_outcomes(skipped=1, failed=1)
         written.append(re.sub(r"date: '?[^\n']+'?", "", base.read_text()))
     assert written[0] == written[1]
@@ -225,12 +265,14 @@ def one_fake_gpu(tmp_path):
 def test_live_run_failure_reports_the_log_tail(suite, tmp_path, one_fake_gpu):
     """A real live launch (dataset, torchrun, NeMo recipe) that cannot train on a CPU: every test of the model
     errors with the exit code, the log's path and its last lines."""
-    out = suite.run("-m", "smoke_qwen3", "--data-cache", tmp_path / "cache", env={**one_fake_gpu, "HF_HUB_OFFLINE": "1"})
+    out = suite.run(
+        "-m", "smoke_qwen3", "--data-cache", tmp_path / "cache", env={**one_fake_gpu, "HF_HUB_OFFLINE": "1"}
+    )
     out.assert_outcomes(errors=8)
     assert "smoke_qwen3: training exited with code 1; log: " in out.text
     assert "No supported gpu backend found!" in out.text  # NeMo's own error, from the log's tail
     (log,) = suite.runs.glob("smoke_qwen3/*/train.log")
-    assert '[qwen-acceptance] resolved: {' in log.read_text()  # the entry ran and printed its configuration
+    assert "[qwen-acceptance] resolved: {" in log.read_text()  # the entry ran and printed its configuration
     resolved = logparse.parse_file(log).resolved
     assert resolved["model"] == "smoke_qwen3" and resolved["probe"] is False and resolved["seed"] == 1234
     assert (log.parent / "command.sh").read_text().count("torch.distributed.run") == 1
@@ -246,10 +288,24 @@ def replayed_live_run(suite, pytester, tmp_path, one_fake_gpu):
     (pytester.path / "baselines.yaml").write_text((ROOT / "baselines.yaml").read_text())
 
     def run(replay_args, *args):
-        env = {**one_fake_gpu, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
-               "QA_REPLAY": shlex.join(map(str, replay_args))}
-        return suite.run("-p", "replay_launch", "-m", "smoke_qwen3", "--data-prefix", prefix, "--tokenizer",
-                         "bundled:qwen3", *args, env=env)
+        env = {
+            **one_fake_gpu,
+            "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+            "QA_REPLAY": shlex.join(map(str, replay_args)),
+        }
+        return suite.run(
+            "-p",
+            "replay_launch",
+            "-m",
+            "smoke_qwen3",
+            "--data-prefix",
+            prefix,
+            "--tokenizer",
+            "bundled:qwen3",
+            *args,
+            env=env,
+        )
+
     return run
 
 
@@ -270,9 +326,14 @@ def test_fail_fast_stops_a_live_run_and_reports_it(suite, replayed_live_run):
     every test of the model errors with the step and both values, and the report covers the steps it ran."""
     out = replayed_live_run([SMOKE, "--scale-loss", 2, "--step-delay", 0.02])
     out.assert_outcomes(errors=8)
-    assert out.text.count("smoke_qwen3: fail-fast: the loss curve was beyond ±15% of the baseline's for 3 points in "
-                          "a row; at step 20 (mean of steps 20..29) the run's 18.04 against the baseline's 9.022 "
-                          "(+100.0%; band ±10%)") == 8
+    assert (
+        out.text.count(
+            "smoke_qwen3: fail-fast: the loss curve was beyond ±15% of the baseline's for 3 points in "
+            "a row; at step 20 (mean of steps 20..29) the run's 18.04 against the baseline's 9.022 "
+            "(+100.0%; band ±10%)"
+        )
+        == 8
+    )
     (summary,) = suite.runs.glob("smoke_qwen3/*/report/summary.md")
     assert f"report: {summary}" in out.text
     text = summary.read_text()
@@ -286,7 +347,9 @@ def test_no_fail_fast_lets_the_broken_run_finish(replayed_live_run):
     assert "fail-fast" not in out.text
     assert "[smoke_qwen3] step 200/200  loss 5.426  " in out.stderr.str()
     # No stop count: fail-fast is off.
-    assert any(line.endswith("  | curve @190: 5.685 vs baseline 2.843 (+100.0%) outside band") for line in out.stderr.lines)
+    assert any(
+        line.endswith("  | curve @190: 5.685 vs baseline 2.843 (+100.0%) outside band") for line in out.stderr.lines
+    )
     outcomes = by_test(out, "smoke_qwen3")
     assert outcomes["test_loss_curve_within_band"] == "failed" and outcomes["test_final_step_reached"] == "passed"
 
@@ -294,12 +357,15 @@ def test_no_fail_fast_lets_the_broken_run_finish(replayed_live_run):
 @pytest.mark.parametrize("update", [False, True], ids=["no-curve", "baseline-update"])
 def test_fail_fast_off_says_why_once(tmp_path, replayed_live_run, update):
     base = tmp_path / "baselines.yaml"
-    entry = ("  final_loss: 2.713\n  tolerance: 0.05\n  tokens_per_sec_per_gpu: 113217.61\n"
-             "  provenance: {date: '2026-11-28', gpus: 1, log_sha256: abc}\n")
+    entry = (
+        "  final_loss: 2.713\n  tolerance: 0.05\n  tokens_per_sec_per_gpu: 113217.61\n"
+        "  provenance: {date: '2026-11-28', gpus: 1, log_sha256: abc}\n"
+    )
     base.write_text("smoke_qwen3:\n" + entry)  # measured, without a curve
     out = replayed_live_run([SMOKE, "--scale-loss", 2], "--baselines", base, *(["--baseline-update"] * update))
-    why = ("--baseline-update records this run as the baseline" if update else
-           f"{base} has no loss curve for smoke_qwen3")
+    why = (
+        "--baseline-update records this run as the baseline" if update else f"{base} has no loss curve for smoke_qwen3"
+    )
     assert out.stderr.lines.count(f"[smoke_qwen3] fail-fast off: {why}") == 1
     assert out.stderr.str().count("fail-fast off") == 1
     assert by_test(out, "smoke_qwen3")["test_final_step_reached"] == "passed"
@@ -330,9 +396,11 @@ def test_curve_and_throughput_gates(suite, tmp_path):
     assert outcomes["test_final_loss_within_tolerance"] == "passed"
     assert outcomes["test_loss_curve_within_band"] == outcomes["test_loss_curve_correlates"] == "failed"
     assert "loss left the ±10% band around the baseline curve at steps [300, 310" in out.text
-    for factor, message in ((0.7, "-30.0% from the baseline's 131,072 (band -10% / +20%)"),
-                            (1.3, "+30.0% from the baseline's 131,072 (band -10% / +20%; a gain this large asks")):
-        log = reference_log(tmp_path / f"speed{factor}.log", loss=healthy, tokens=lambda s: 131072.0 * factor)
+    for factor, message in (
+        (0.7, "-30.0% from the baseline's 131,072 (band -10% / +20%)"),
+        (1.3, "+30.0% from the baseline's 131,072 (band -10% / +20%; a gain this large asks"),
+    ):
+        log = reference_log(tmp_path / f"speed{factor}.log", loss=healthy, tokens=lambda s, f=factor: 131072.0 * f)
         out = suite.run("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", base)
         out.assert_outcomes(passed=7, failed=1)
         assert by_test(out, "qwen3_8b")["test_throughput_within_band"] == "failed"
@@ -340,8 +408,16 @@ def test_curve_and_throughput_gates(suite, tmp_path):
 
 
 def test_report_and_junit_properties(suite, tmp_path, full_log):
-    out = suite.run("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}", "--baselines", _baselines(tmp_path, 3.1),
-                    "--junitxml", tmp_path / "junit.xml")
+    out = suite.run(
+        "-m",
+        "qwen3_8b",
+        "--from-log",
+        f"qwen3_8b={full_log}",
+        "--baselines",
+        _baselines(tmp_path, 3.1),
+        "--junitxml",
+        tmp_path / "junit.xml",
+    )
     out.assert_outcomes(passed=8)
     (summary,) = suite.runs.glob("qwen3_8b/recorded-*/report/summary.md")
     assert f"qwen3_8b: {summary}" in out.text  # pytest says where the report is
@@ -378,8 +454,10 @@ def test_a_log_of_another_model_fails_conformance(suite):
 def test_what_a_log_does_not_show_is_a_warning_not_a_silent_pass(suite, tmp_path, full_log):
     out = suite.run("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}", "--baselines", _baselines(tmp_path, 3.1))
     out.assert_outcomes(passed=8, warnings=1)
-    assert ("qwen3_8b: not verified from the log: seed, model shape, optimizer and precision (the log has no "
-            "`[qwen-acceptance] resolved:` line)") in out.text
+    assert (
+        "qwen3_8b: not verified from the log: seed, model shape, optimizer and precision (the log has no "
+        "`[qwen-acceptance] resolved:` line)"
+    ) in out.text
     (summary,) = suite.runs.glob("qwen3_8b/recorded-*/report/summary.md")
     assert "| not verified (warning) | seed, model shape, optimizer and precision" in summary.read_text()
 
@@ -398,8 +476,10 @@ def test_baseline_update_takes_provenance_from_the_log_and_refuses_another_confi
     before = base.read_text()
     seed = SMOKE_RUNS / "smoke_qwen3-h200x1-seed4321.log"
     out = suite.run("-m", "smoke_qwen3", "--from-log", f"smoke_qwen3={seed}", "--baselines", base, "--baseline-update")
-    assert ("not updating the baseline from a run that differs from the reference configuration: data.seed 4321 "
-            "(reference 1234)") in out.text
+    assert (
+        "not updating the baseline from a run that differs from the reference configuration: data.seed 4321 "
+        "(reference 1234)"
+    ) in out.text
     assert base.read_text() == before
 
 
@@ -408,9 +488,15 @@ def test_markers_are_registered_from_the_matrix(suite, pytester):
     --strict-markers, and a model added to the matrix is selectable at once."""
     matrix = (ROOT / "src/qwen_acceptance/models.yaml").read_text()
     extra = pytester.path / "models.yaml"
-    extra.write_text(matrix.replace("  smoke_qwen3:\n", "  smoke_extra:\n    recipe: qwen3_8b\n    markers: [nightly]\n"
-                                    "    reference_gpus: 1\n    gpus: 1\n    global_batch_size: 16\n"
-                                    "    seq_length: 1024\n    layout: {tp: 1}\n\n  smoke_qwen3:\n", 1))
+    extra.write_text(
+        matrix.replace(
+            "  smoke_qwen3:\n",
+            "  smoke_extra:\n    recipe: qwen3_8b\n    markers: [nightly]\n"
+            "    reference_gpus: 1\n    gpus: 1\n    global_batch_size: 16\n"
+            "    seq_length: 1024\n    layout: {tp: 1}\n\n  smoke_qwen3:\n",
+            1,
+        )
+    )
     out = suite.run("--strict-markers", "--markers", "--models-file", extra)
     names = set(re.findall(r"^@pytest\.mark\.(\w+):", out.stdout.str(), re.M))
     assert {*models.load_matrix(), "smoke", "smoke_extra", "nightly"} <= names

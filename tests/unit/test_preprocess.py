@@ -53,8 +53,12 @@ def write_jsonl(path, docs, key="text"):
 
 
 def run_cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "qwen_acceptance.cli", "preprocess", *map(str, args)],
-                          capture_output=True, text=True, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "qwen_acceptance.cli", "preprocess", *map(str, args)],
+        capture_output=True,
+        text=True,
+        **kw,
+    )
 
 
 def test_bundled_tokenizer_is_real_qwen3(slow_tokenizer):
@@ -66,7 +70,7 @@ def test_bundled_tokenizer_is_real_qwen3(slow_tokenizer):
 def test_encoder_ids_equal_nemo_slow_ids_on_real_text(slow_tokenizer, name):
     encoder = encoders.load(sources.bundled_qwen3_dir(), name)
     texts = corpus_texts() + TRICKY + ["<think>reasoning</think><tool_call>{}</tool_call>"]
-    for text, ids in zip(texts, encoder.encode_batch(texts)):
+    for text, ids in zip(texts, encoder.encode_batch(texts), strict=True):
         assert ids == reference_ids(slow_tokenizer, text), text[:60]
 
 
@@ -89,8 +93,11 @@ def test_files_read_back_by_megatron_core(tmp_path, slow_tokenizer):
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
     docs = ["first document", "", "second <|endoftext|> document", "third\n\nwith lines"]
-    report = preprocess.build(preprocess.Options(write_jsonl(tmp_path / "in.jsonl", docs), tmp_path / "out",
-                                               sources.BUNDLED_QWEN3, workers=2, progress=False))
+    report = preprocess.build(
+        preprocess.Options(
+            write_jsonl(tmp_path / "in.jsonl", docs), tmp_path / "out", sources.BUNDLED_QWEN3, workers=2, progress=False
+        )
+    )
     dataset = IndexedDataset(str(tmp_path / "out_text_document"))
     kept = [d for d in docs if d]  # NeMo leaves out documents that tokenize to nothing
     assert len(dataset) == len(kept) and report.documents == 3 and report.empty_documents == 1
@@ -103,8 +110,15 @@ def test_files_read_back_by_megatron_core(tmp_path, slow_tokenizer):
 def test_append_eod(tmp_path):
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
-    preprocess.build(preprocess.Options(write_jsonl(tmp_path / "in.jsonl", ["a b", "c"]), tmp_path / "out",
-                                      sources.BUNDLED_QWEN3, append_eod=True, progress=False))
+    preprocess.build(
+        preprocess.Options(
+            write_jsonl(tmp_path / "in.jsonl", ["a b", "c"]),
+            tmp_path / "out",
+            sources.BUNDLED_QWEN3,
+            append_eod=True,
+            progress=False,
+        )
+    )
     dataset = IndexedDataset(str(tmp_path / "out_text_document"))
     assert [dataset[i][-1] for i in range(2)] == [151645, 151645]
 
@@ -116,12 +130,28 @@ def test_byte_identical_to_modelopt_writer(tmp_path):
     plain = tmp_path / "corpus.jsonl"
     plain.write_bytes(gzip.decompress(CORPUS.read_bytes()))
     ours = tmp_path / "ours"
-    run_cli("--input", CORPUS, "--tokenizer-type", sources.BUNDLED_QWEN3, "--output-prefix", ours / "corpus",
-            "--workers", "2", "--append-eod", "--no-progress", check=True)
+    run_cli(
+        "--input",
+        CORPUS,
+        "--tokenizer-type",
+        sources.BUNDLED_QWEN3,
+        "--output-prefix",
+        ours / "corpus",
+        "--workers",
+        "2",
+        "--append-eod",
+        "--no-progress",
+        check=True,
+    )
     theirs = tmp_path / "theirs"
-    megatron_preprocess_data(input_path=str(plain), output_dir=str(theirs),
-                             tokenizer_name_or_path=str(sources.bundled_qwen3_dir()), json_keys=["text"],
-                             append_eod=True, workers=1)
+    megatron_preprocess_data(
+        input_path=str(plain),
+        output_dir=str(theirs),
+        tokenizer_name_or_path=str(sources.bundled_qwen3_dir()),
+        json_keys=["text"],
+        append_eod=True,
+        workers=1,
+    )
     for suffix in (".bin", ".idx"):
         (other,) = theirs.glob(f"*{suffix}")
         assert (ours / f"corpus_text_document{suffix}").read_bytes() == other.read_bytes()
@@ -131,12 +161,25 @@ def test_order_kept_across_workers_and_encoders(tmp_path):
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
     docs = [f"document number {i} " * (1 + i % 7) for i in range(1200)]  # several batches per worker
-    preprocess.build(preprocess.Options(write_jsonl(tmp_path / "in.jsonl", docs), tmp_path / "w3",
-                                      sources.BUNDLED_QWEN3, workers=3, progress=False))
-    preprocess.build(preprocess.Options(write_jsonl(tmp_path / "in.jsonl", docs), tmp_path / "w1",
-                                      sources.BUNDLED_QWEN3, workers=1, progress=False, encoder="hf-fast"))
+    preprocess.build(
+        preprocess.Options(
+            write_jsonl(tmp_path / "in.jsonl", docs), tmp_path / "w3", sources.BUNDLED_QWEN3, workers=3, progress=False
+        )
+    )
+    preprocess.build(
+        preprocess.Options(
+            write_jsonl(tmp_path / "in.jsonl", docs),
+            tmp_path / "w1",
+            sources.BUNDLED_QWEN3,
+            workers=1,
+            progress=False,
+            encoder="hf-fast",
+        )
+    )
     for suffix in (".bin", ".idx"):
-        assert (tmp_path / f"w3_text_document{suffix}").read_bytes() == (tmp_path / f"w1_text_document{suffix}").read_bytes()
+        assert (tmp_path / f"w3_text_document{suffix}").read_bytes() == (
+            tmp_path / f"w1_text_document{suffix}"
+        ).read_bytes()
     assert len(IndexedDataset(str(tmp_path / "w3_text_document"))) == 1200
 
 
@@ -154,8 +197,9 @@ BAD_LINES = [
 def test_bad_line_names_file_and_line(tmp_path, content, line, reason):
     path = tmp_path / "bad.jsonl"
     path.write_bytes(content)
-    out = run_cli("--input", path, "--tokenizer-type", sources.BUNDLED_QWEN3, "--output-prefix", tmp_path / "o",
-                  "--no-progress")
+    out = run_cli(
+        "--input", path, "--tokenizer-type", sources.BUNDLED_QWEN3, "--output-prefix", tmp_path / "o", "--no-progress"
+    )
     assert out.returncode == 2
     assert f"bad.jsonl:{line}: {reason}" in out.stderr.strip().splitlines()[-1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]  # nothing half-written left
@@ -164,8 +208,9 @@ def test_bad_line_names_file_and_line(tmp_path, content, line, reason):
 def test_skip_invalid_counts_and_reports(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_bytes(b'{"text": "one"}\n{"text": 1}\n\n{"text": "two"}\nnot json\n')
-    report = preprocess.build(preprocess.Options(path, tmp_path / "o", sources.BUNDLED_QWEN3, skip_invalid=True,
-                                               progress=False))
+    report = preprocess.build(
+        preprocess.Options(path, tmp_path / "o", sources.BUNDLED_QWEN3, skip_invalid=True, progress=False)
+    )
     assert report.documents == 2 and [n for n, _ in report.skipped_lines] == [2, 3, 5]
     assert "3 invalid lines skipped" in report.summary() and "skipped line 5: malformed JSON" in report.summary()
 
@@ -176,9 +221,23 @@ def test_interrupted_run_leaves_no_dataset(tmp_path):
     with big.open("w") as handle:
         for _ in range(40):
             handle.writelines(json.dumps({"text": t}) + "\n" for t in texts)
-    proc = subprocess.Popen([sys.executable, "-m", "qwen_acceptance.cli", "preprocess", "--input", str(big),
-                             "--tokenizer-type", sources.BUNDLED_QWEN3, "--output-prefix", str(tmp_path / "o"),
-                             "--no-progress"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "qwen_acceptance.cli",
+            "preprocess",
+            "--input",
+            str(big),
+            "--tokenizer-type",
+            sources.BUNDLED_QWEN3,
+            "--output-prefix",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".o_text_document.bin.*.tmp")) and time.monotonic() < deadline:
         time.sleep(0.1)  # wait until it is writing
@@ -190,8 +249,15 @@ def test_interrupted_run_leaves_no_dataset(tmp_path):
 
 
 def test_missing_input_and_offline_hub(tmp_path, monkeypatch):
-    out = run_cli("--input", tmp_path / "none.jsonl", "--tokenizer-type", sources.BUNDLED_QWEN3,
-                  "--output-prefix", tmp_path / "o", "--no-progress")
+    out = run_cli(
+        "--input",
+        tmp_path / "none.jsonl",
+        "--tokenizer-type",
+        sources.BUNDLED_QWEN3,
+        "--output-prefix",
+        tmp_path / "o",
+        "--no-progress",
+    )
     assert out.returncode == 2 and "none.jsonl: no such input file" in out.stderr
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(AcceptanceError, match="Qwen/Qwen3-8B: cannot download .*pass it as --tokenizer-type DIR"):
@@ -200,9 +266,11 @@ def test_missing_input_and_offline_hub(tmp_path, monkeypatch):
         sources.resolve_input("hf://datasets/togethercomputer/RedPajama-Data-1T-Sample/arxiv_sample.jsonl")
 
 
-ENSURE = ("import json, sys; from pathlib import Path; from qwen_acceptance.data import cache; "
-          "d = cache.ensure_dataset(Path(sys.argv[1]), 'bundled:qwen3', Path(sys.argv[2]), progress=False); "
-          "print(json.dumps({'prefix': str(d.prefix), 'built': d.built}))")
+ENSURE = (
+    "import json, sys; from pathlib import Path; from qwen_acceptance.data import cache; "
+    "d = cache.ensure_dataset(Path(sys.argv[1]), 'bundled:qwen3', Path(sys.argv[2]), progress=False); "
+    "print(json.dumps({'prefix': str(d.prefix), 'built': d.built}))"
+)
 
 
 def _ensure(corpus, cache_dir):
@@ -211,8 +279,10 @@ def _ensure(corpus, cache_dir):
 
 def test_dataset_cache_concurrent_builders(tmp_path):
     """Three real processes ask at once: one builds, the others wait and reuse the same files."""
-    procs = [subprocess.Popen([sys.executable, "-c", ENSURE, str(CORPUS), str(tmp_path)], stdout=subprocess.PIPE,
-                              text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", ENSURE, str(CORPUS), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     results = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
     assert sorted(r["built"] for r in results) == [False, False, True]
     assert len({r["prefix"] for r in results}) == 1

@@ -8,8 +8,8 @@ import pytest
 
 from qwen_acceptance import models
 from qwen_acceptance.data import cache, sources
-from qwen_acceptance.run import recipes
 from qwen_acceptance.errors import AcceptanceError
+from qwen_acceptance.run import recipes
 
 pytestmark = pytest.mark.slow  # imports NeMo (15-20 s on 2 cores)
 MATRIX = models.load_matrix()
@@ -18,8 +18,7 @@ MATRIX = models.load_matrix()
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     corpus = sources.resolve_input(sources.BUNDLED_CORPUS)
-    return cache.ensure_dataset(corpus, sources.BUNDLED_QWEN3, tmp_path_factory.mktemp("cache"),
-                                    progress=False).prefix
+    return cache.ensure_dataset(corpus, sources.BUNDLED_QWEN3, tmp_path_factory.mktemp("cache"), progress=False).prefix
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +36,27 @@ def test_recipe_carries_the_matrix(name, paths):
     assert got["trainer"]["num_nodes"] * got["trainer"]["devices"] == spec.gpus
     assert got["trainer"]["max_steps"] == spec.max_steps
     assert got["parallel"] == {
-        "tensor": lay.tp, "pipeline": lay.pp, "virtual_pipeline": lay.vp, "context": lay.cp, "sequence": lay.sp,
-        "expert": lay.ep, "expert_tensor": lay.etp if lay.ep > 1 else None}
-    assert got["data"] == {"paths": [str(paths.data_prefix)], "global_batch_size": spec.global_batch_size,
-                           "micro_batch_size": spec.micro_batch_size, "seq_length": spec.seq_length,
-                           "seed": spec.seed}
+        "tensor": lay.tp,
+        "pipeline": lay.pp,
+        "virtual_pipeline": lay.vp,
+        "context": lay.cp,
+        "sequence": lay.sp,
+        "expert": lay.ep,
+        "expert_tensor": lay.etp if lay.ep > 1 else None,
+    }
+    assert got["data"] == {
+        "paths": [str(paths.data_prefix)],
+        "global_batch_size": spec.global_batch_size,
+        "micro_batch_size": spec.micro_batch_size,
+        "seq_length": spec.seq_length,
+        "seed": spec.seed,
+    }
     assert got["shape"]["seq_length"] == spec.seq_length
     assert (got["optim"]["lr"], got["optim"]["min_lr"], got["optim"]["warmup_steps"]) == (
-        spec.lr.max, spec.lr.min, spec.lr.warmup_steps)
+        spec.lr.max,
+        spec.lr.min,
+        spec.lr.warmup_steps,
+    )
     assert (got["optim"]["scheduler"], got["optim"]["constant_steps"]) == ("CosineAnnealingScheduler", 0)
     assert got["precision"]["plugin"] == "bf16-mixed" and got["precision"]["grad_reduce_in_fp32"] is True
     assert not got["checkpoints"] and not got["resume"]
@@ -53,8 +65,10 @@ def test_recipe_carries_the_matrix(name, paths):
 
 
 def test_reference_models_keep_their_architecture(paths):
-    got = {n: recipes.resolved(recipes.build(MATRIX[n], paths, nodes=4 if MATRIX[n].gpus == 32 else 1))["shape"]
-           for n in ("qwen3_8b", "qwen3_30b_a3b", "qwen2_72b")}
+    got = {
+        n: recipes.resolved(recipes.build(MATRIX[n], paths, nodes=4 if MATRIX[n].gpus == 32 else 1))["shape"]
+        for n in ("qwen3_8b", "qwen3_30b_a3b", "qwen2_72b")
+    }
     assert (got["qwen3_8b"]["num_layers"], got["qwen3_8b"]["hidden_size"]) == (36, 4096)
     assert (got["qwen3_30b_a3b"]["num_moe_experts"], got["qwen3_30b_a3b"]["moe_router_topk"]) == (128, 8)
     assert (got["qwen2_72b"]["num_layers"], got["qwen2_72b"]["hidden_size"]) == (80, 8192)
@@ -106,18 +120,21 @@ def test_override_takes_the_type_of_what_it_replaces(paths, value, expected):
     assert lr == expected and isinstance(lr, float)
 
 
-@pytest.mark.parametrize("dotted, value, message", [
-    ("model.config.num_layers", "abc", "expected an integer"),
-    ("model.config.num_layers", 1e3, "expected an integer"),
-    ("model.config.num_layers", None, "expected a value"),
-    ("model.config.num_layers", "", "expected a value"),
-    ("optim.config.lr", True, "expected a finite number"),
-    ("optim.config.lr", "fast", "expected a finite number"),
-    ("optim.config.lr", float("nan"), "expected a finite number"),
-    ("model.config.qk_layernorm", "yes", "expected true or false"),
-    ("model.config.normalization", [1], "expected a string"),
-    ("model.config.no_such_field", 1, "the recipe has no 'no_such_field'"),
-])
+@pytest.mark.parametrize(
+    "dotted, value, message",
+    [
+        ("model.config.num_layers", "abc", "expected an integer"),
+        ("model.config.num_layers", 1e3, "expected an integer"),
+        ("model.config.num_layers", None, "expected a value"),
+        ("model.config.num_layers", "", "expected a value"),
+        ("optim.config.lr", True, "expected a finite number"),
+        ("optim.config.lr", "fast", "expected a finite number"),
+        ("optim.config.lr", float("nan"), "expected a finite number"),
+        ("model.config.qk_layernorm", "yes", "expected true or false"),
+        ("model.config.normalization", [1], "expected a string"),
+        ("model.config.no_such_field", 1, "the recipe has no 'no_such_field'"),
+    ],
+)
 def test_override_of_the_wrong_type_is_one_line(paths, dotted, value, message):
     spec = MATRIX["smoke_qwen3"].with_changes(overrides={dotted: value})
     with pytest.raises(AcceptanceError, match=message) as err:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from qwen_acceptance import models
+from qwen_acceptance.errors import AcceptanceError
 from qwen_acceptance.run import monitor
 from qwen_acceptance.run.plan import DataChoice
 from qwen_acceptance.sensitivity import faults, table
-from qwen_acceptance.errors import AcceptanceError
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -47,13 +47,16 @@ def test_every_variant_builds_its_nemo_recipe(base):
             assert recipe.trainer.plugins.params_dtype is torch.float16 and recipe.optim.config.fp16 is True
 
 
-@pytest.mark.parametrize("text, message", [
-    ("variants: {}\n", "expected a non-empty top-level 'variants' mapping"),
-    ("variants: {a: {kind: odd, why: x}}\n", "variants.a: field 'kind' must be one of honest, broken"),
-    ("variants: {a: {kind: broken}}\n", "variants.a: field 'why' must say what the variant stands for"),
-    ("variants: {a: {kind: broken, why: x, lr: 3}}\n", "variants.a: unknown field(s) lr"),
-    ("variants: {a: [1]}\n", "variants.a: must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("variants: {}\n", "expected a non-empty top-level 'variants' mapping"),
+        ("variants: {a: {kind: odd, why: x}}\n", "variants.a: field 'kind' must be one of honest, broken"),
+        ("variants: {a: {kind: broken}}\n", "variants.a: field 'why' must say what the variant stands for"),
+        ("variants: {a: {kind: broken, why: x, lr: 3}}\n", "variants.a: unknown field(s) lr"),
+        ("variants: {a: [1]}\n", "variants.a: must be a mapping"),
+    ],
+)
 def test_a_bad_catalogue_is_one_line_naming_the_variant(tmp_path, text, message):
     path = tmp_path / "faults.yaml"
     path.write_text(text)
@@ -78,8 +81,15 @@ def _replaying(*replays):
         extra = next(queue)
         plan.run_dir.mkdir(parents=True)
         cmd = [sys.executable, str(HERE / "replay_nemo.py"), *map(str, extra)]
-        return monitor.supervise(cmd, log_path=plan.log_path, name=plan.spec.name, total_steps=plan.spec.max_steps,
-                          limits=limits, env={"PYTHONPATH": str(HERE)})
+        return monitor.supervise(
+            cmd,
+            log_path=plan.log_path,
+            name=plan.spec.name,
+            total_steps=plan.spec.max_steps,
+            limits=limits,
+            env={"PYTHONPATH": str(HERE)},
+        )
+
     return execute
 
 
@@ -87,17 +97,25 @@ def test_run_matrix_judges_each_variant_with_the_suites_checks(tmp_path):
     base = MATRIX["smoke_qwen3"]
     catalogue = faults.catalogue()
     variants = [catalogue["rerun"], catalogue["lr_x3"], catalogue["warmup_0"], catalogue["dp2"]]
-    replays = ([RERUN], [RERUN, "--scale-loss", 0.6, "--scale-from", 30],  # lr_x3 derived: far below the curve
-               [RERUN, "--stop-after-step", 3, "--exit-code", 1])  # warmup_0 dies after 4 steps
-    setup = table.Setup(runs_dir=tmp_path / "runs", data=DataChoice(prefix=_fake_prefix(tmp_path)),
-                              baselines_path=ROOT / "baselines.yaml")
-    rows = table.run_matrix(base, variants, tmp_path / "out", setup, progress=None,
-                                  execute=_replaying(*replays), visible_gpus=1)
+    replays = (
+        [RERUN],
+        [RERUN, "--scale-loss", 0.6, "--scale-from", 30],  # lr_x3 derived: far below the curve
+        [RERUN, "--stop-after-step", 3, "--exit-code", 1],
+    )  # warmup_0 dies after 4 steps
+    setup = table.Setup(
+        runs_dir=tmp_path / "runs",
+        data=DataChoice(prefix=_fake_prefix(tmp_path)),
+        baselines_path=ROOT / "baselines.yaml",
+    )
+    rows = table.run_matrix(
+        base, variants, tmp_path / "out", setup, progress=None, execute=_replaying(*replays), visible_gpus=1
+    )
     assert [r.outcome for r in rows] == ["passed", "caught", "caught", "skipped"]
     rerun, lr3, warm, dp2 = rows
     assert all(c["passed"] for c in rerun.checks.values()) and rerun.conforms  # the recorded log replayed as is
-    assert not lr3.checks["loss_curve_within_band"]["passed"] and lr3.checks["final_loss_within_tolerance"][
-        "values"]["loss_delta_pct"] == pytest.approx(-40, abs=1)
+    assert not lr3.checks["loss_curve_within_band"]["passed"] and lr3.checks["final_loss_within_tolerance"]["values"][
+        "loss_delta_pct"
+    ] == pytest.approx(-40, abs=1)
     assert not warm.checks["final_step_reached"]["passed"] and "training exited with code 1" in warm.reason
     assert dp2.reason == "needs 2 GPUs, 1 here"
     saved = json.loads((tmp_path / "out/table.json").read_text())
@@ -112,10 +130,20 @@ def test_a_variant_with_no_training_line_is_a_crashed_row(tmp_path):
     variant = faults.catalogue()["fp16"]
     empty = tmp_path / "empty.log"
     empty.write_text("[NeMo W 2026-11-29 10:00:00 nemo_logging:405] starting\n")
-    setup = table.Setup(runs_dir=tmp_path / "runs", data=DataChoice(prefix=_fake_prefix(tmp_path)),
-                              baselines_path=ROOT / "baselines.yaml")
-    (row,) = table.run_matrix(base, [variant], tmp_path / "out", setup, progress=None, visible_gpus=1,
-                                    execute=_replaying([empty, "--exit-code", 1]))
+    setup = table.Setup(
+        runs_dir=tmp_path / "runs",
+        data=DataChoice(prefix=_fake_prefix(tmp_path)),
+        baselines_path=ROOT / "baselines.yaml",
+    )
+    (row,) = table.run_matrix(
+        base,
+        [variant],
+        tmp_path / "out",
+        setup,
+        progress=None,
+        visible_gpus=1,
+        execute=_replaying([empty, "--exit-code", 1]),
+    )
     assert row.outcome == "crashed" and row.reason.startswith("training exited with code 1")
 
 

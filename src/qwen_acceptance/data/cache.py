@@ -29,7 +29,7 @@ class Dataset:
     built: bool  # False when an earlier build was reused
 
 
-def _hash_file(digest: "hashlib._Hash", path: Path) -> None:
+def _hash_file(digest: hashlib._Hash, path: Path) -> None:
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 22), b""):
             digest.update(chunk)
@@ -44,8 +44,16 @@ def cache_key(corpus: Path, tokenizer_dir: Path, json_key: str, append_eod: bool
     return digest.hexdigest()[:24]
 
 
-def ensure_dataset(corpus: Path, tokenizer: str, cache_dir: Path, *, json_key: str = "text",
-                   append_eod: bool = False, workers: int = 1, progress: bool = True) -> Dataset:
+def ensure_dataset(
+    corpus: Path,
+    tokenizer: str,
+    cache_dir: Path,
+    *,
+    json_key: str = "text",
+    append_eod: bool = False,
+    workers: int = 1,
+    progress: bool = True,
+) -> Dataset:
     """The prefix of the preprocessed ``corpus``: reused when complete, else built under the lock."""
     tokenizer_dir = resolve_tokenizer(tokenizer)
     if progress:
@@ -59,10 +67,27 @@ def ensure_dataset(corpus: Path, tokenizer: str, cache_dir: Path, *, json_key: s
         if (folder / _MARKER).is_file():
             return Dataset(prefix, built=False)
         shutil.rmtree(folder, ignore_errors=True)  # leftovers of a build that died
-        report = preprocess.build(preprocess.Options(
-            input=corpus, output_prefix=folder / stem, tokenizer=str(tokenizer_dir), json_keys=(json_key,),
-            workers=workers, append_eod=append_eod, progress=progress))
-        (folder / _MARKER).write_text(json.dumps({
-            "corpus": str(corpus), "tokenizer": tokenizer, "append_eod": append_eod,
-            "documents": report.documents, "tokens": report.tokens}, indent=1))
+        report = preprocess.build(
+            preprocess.Options(
+                input=corpus,
+                output_prefix=folder / stem,
+                tokenizer=str(tokenizer_dir),
+                json_keys=(json_key,),
+                workers=workers,
+                append_eod=append_eod,
+                progress=progress,
+            )
+        )
+        (folder / _MARKER).write_text(
+            json.dumps(
+                {
+                    "corpus": str(corpus),
+                    "tokenizer": tokenizer,
+                    "append_eod": append_eod,
+                    "documents": report.documents,
+                    "tokens": report.tokens,
+                },
+                indent=1,
+            )
+        )
     return Dataset(prefix, built=True)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,15 @@ def _tiktoken_shape(spec: dict[str, Any]) -> str | None:
     if norm not in (None, {"type": "NFC"}):
         return None
     steps = pre.get("pretokenizers") or []
-    if (len(steps) != 2 or steps[0].get("type") != "Split" or steps[0].get("behavior") != "Isolated"
-            or steps[0].get("invert") or steps[1].get("type") != "ByteLevel" or steps[1].get("use_regex")
-            or steps[1].get("add_prefix_space")):
+    if (
+        len(steps) != 2
+        or steps[0].get("type") != "Split"
+        or steps[0].get("behavior") != "Isolated"
+        or steps[0].get("invert")
+        or steps[1].get("type") != "ByteLevel"
+        or steps[1].get("use_regex")
+        or steps[1].get("add_prefix_space")
+    ):
         return None
     vocab, merges = model["vocab"], model.get("merges") or []
     last = -1

@@ -16,15 +16,16 @@ import json
 import multiprocessing
 import os
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator, Sequence
+from typing import IO, Any
 
 import numpy
 
 from qwen_acceptance.data import encoders
-from qwen_acceptance.errors import AcceptanceError
 from qwen_acceptance.data.sources import resolve_tokenizer
+from qwen_acceptance.errors import AcceptanceError
 
 _BATCH_LINES = 256
 
@@ -56,9 +57,11 @@ class Report:
 
     def summary(self) -> str:
         rate = self.tokens / self.seconds if self.seconds else 0.0
-        text = (f"{self.documents} documents, {self.tokens} tokens, {len(self.skipped_lines)} invalid lines skipped, "
-                f"{self.empty_documents} empty documents left out, {self.seconds:.1f} s ({rate:,.0f} tokens/s, "
-                f"{self.encoder} encoder)")
+        text = (
+            f"{self.documents} documents, {self.tokens} tokens, {len(self.skipped_lines)} invalid lines skipped, "
+            f"{self.empty_documents} empty documents left out, {self.seconds:.1f} s ({rate:,.0f} tokens/s, "
+            f"{self.encoder} encoder)"
+        )
         return text + "".join(f"\n  skipped line {n}: {why}" for n, why in self.skipped_lines[:20])
 
 
@@ -151,8 +154,14 @@ class _Progress:
         if enabled:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"preprocess {path.name}",
-                             mininterval=1.0, smoothing=0.1)
+            self._bar = tqdm(
+                total=path.stat().st_size,
+                unit="B",
+                unit_scale=True,
+                desc=f"preprocess {path.name}",
+                mininterval=1.0,
+                smoothing=0.1,
+            )
         self._start = time.monotonic()
 
     def update(self, report: Report) -> None:
@@ -160,8 +169,9 @@ class _Progress:
             return
         elapsed = max(time.monotonic() - self._start, 1e-9)
         self._bar.n = self._raw.tell()
-        self._bar.set_postfix_str(f"{report.documents / elapsed:,.0f} docs/s, {report.tokens / elapsed:,.0f} tok/s",
-                                  refresh=False)
+        self._bar.set_postfix_str(
+            f"{report.documents / elapsed:,.0f} docs/s, {report.tokens / elapsed:,.0f} tok/s", refresh=False
+        )
         self._bar.refresh()
 
     def close(self) -> None:
@@ -185,8 +195,10 @@ def build(options: Options) -> Report:
     report = Report()
     pid = os.getpid()
     targets = {key: output_paths(options.output_prefix, key) for key in options.json_keys}
-    temps = {key: (bin_.with_name(f".{bin_.name}.{pid}.tmp"), idx.with_name(f".{idx.name}.{pid}.tmp"))
-             for key, (bin_, idx) in targets.items()}
+    temps = {
+        key: (bin_.with_name(f".{bin_.name}.{pid}.tmp"), idx.with_name(f".{idx.name}.{pid}.tmp"))
+        for key, (bin_, idx) in targets.items()
+    }
     options.output_prefix.parent.mkdir(parents=True, exist_ok=True)
     try:
         report.encoder = encoders.choose(tokenizer_dir, options.encoder)
@@ -195,8 +207,9 @@ def build(options: Options) -> Report:
     start = time.monotonic()
     # spawn, not fork: the caller may be multi-threaded (pytest, a launcher), and a forked child can inherit a
     # lock some other thread held. The workers import little (the tiktoken path starts in about a second).
-    pool = multiprocessing.get_context("spawn").Pool(options.workers, _init_worker,
-                                                    (str(tokenizer_dir), report.encoder))
+    pool = multiprocessing.get_context("spawn").Pool(
+        options.workers, _init_worker, (str(tokenizer_dir), report.encoder)
+    )
     try:
         builders = {key: IndexedDatasetBuilder(str(temps[key][0]), dtype=dtype) for key in options.json_keys}
         with _open(options.input) as handle:
@@ -209,7 +222,7 @@ def build(options: Options) -> Report:
                                 raise AcceptanceError(f"{options.input}:{number}: {outcome}")
                             report.skipped_lines.append((number, outcome))
                             continue
-                        for key, ids in zip(options.json_keys, outcome):
+                        for key, ids in zip(options.json_keys, outcome, strict=True):
                             if not len(ids):  # NeMo leaves out documents that tokenize to nothing
                                 report.empty_documents += 1
                                 continue

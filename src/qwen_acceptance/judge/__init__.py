@@ -12,5 +12,15 @@
 - ``report``: the run report (plots, ``summary.md``, ``provenance.json``).
 """
 
-__all__ = ["baselines", "conformance", "curves", "failfast", "logparse", "metrics", "provenance", "record",
-           "report", "verdict"]
+__all__ = [
+    "baselines",
+    "conformance",
+    "curves",
+    "failfast",
+    "logparse",
+    "metrics",
+    "provenance",
+    "record",
+    "report",
+    "verdict",
+]

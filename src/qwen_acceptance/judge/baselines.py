@@ -16,23 +16,33 @@ Each top-level key is a model::
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from filelock import FileLock
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from qwen_acceptance import yamlio
-from qwen_acceptance.judge import curves
 from qwen_acceptance.errors import AcceptanceError
+from qwen_acceptance.judge import curves
 
 DEFAULT_TOLERANCE = 0.05
 DEFAULT_THROUGHPUT_BAND = (-0.10, 0.20)
 REQUIRED_PROVENANCE = ("date", "gpus", "log_sha256")
-_FIELDS = {"final_loss", "tolerance", "tokens_per_sec_per_gpu", "throughput_band", "curve", "curve_band",
-           "curve_min_correlation", "provenance"}
+_FIELDS = {
+    "final_loss",
+    "tolerance",
+    "tokens_per_sec_per_gpu",
+    "throughput_band",
+    "curve",
+    "curve_band",
+    "curve_min_correlation",
+    "provenance",
+}
 
 
 @dataclass(frozen=True)
@@ -81,12 +91,17 @@ def _parse_entry(model: str, entry: Any, where: str) -> Baseline:
         if missing:
             raise AcceptanceError(f"{where}: a measured baseline needs provenance field(s) {', '.join(missing)}")
     return Baseline(
-        model, loss, tolerance, tps, dict(provenance) if provenance else None,
+        model,
+        loss,
+        tolerance,
+        tps,
+        dict(provenance) if provenance else None,
         throughput_band=_band(where, entry.get("throughput_band", list(DEFAULT_THROUGHPUT_BAND))),
         curve=_curve(where, entry.get("curve")),
         curve_band=_fraction(where, "curve_band", entry.get("curve_band", curves.DEFAULT_BAND)),
-        curve_min_correlation=_fraction(where, "curve_min_correlation",
-                                        entry.get("curve_min_correlation", curves.DEFAULT_MIN_CORRELATION)),
+        curve_min_correlation=_fraction(
+            where, "curve_min_correlation", entry.get("curve_min_correlation", curves.DEFAULT_MIN_CORRELATION)
+        ),
     )
 
 
@@ -99,12 +114,16 @@ def _fraction(where: str, name: str, value: Any) -> float:
 
 
 def _band(where: str, value: Any) -> tuple[float, float]:
-    ok = (isinstance(value, list) and len(value) == 2
-          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
-          and -1 < value[0] <= 0 <= value[1])
+    ok = (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+        and -1 < value[0] <= 0 <= value[1]
+    )
     if not ok:
-        raise AcceptanceError(f"{where}: field 'throughput_band' must be [low, high] with -1 < low <= 0 <= high, "
-                              f"got {value!r}")
+        raise AcceptanceError(
+            f"{where}: field 'throughput_band' must be [low, high] with -1 < low <= 0 <= high, got {value!r}"
+        )
     return float(value[0]), float(value[1])
 
 
@@ -112,14 +131,19 @@ def _curve(where: str, value: Any) -> curves.Curve | None:
     if value is None:
         return None
     steps, loss = (value.get("steps"), value.get("loss")) if isinstance(value, Mapping) else (None, None)
-    ok = (isinstance(steps, list) and isinstance(loss, list) and len(steps) == len(loss) > 0
-          and all(isinstance(s, int) and not isinstance(s, bool) for s in steps)
-          and all(b > a for a, b in zip(steps, steps[1:]))
-          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-                  for v in loss))
+    ok = (
+        isinstance(steps, list)
+        and isinstance(loss, list)
+        and len(steps) == len(loss) > 0
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in steps)
+        and all(b > a for a, b in itertools.pairwise(steps))
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in loss)
+    )
     if not ok:
-        raise AcceptanceError(f"{where}: field 'curve' must be {{steps: [increasing integers], loss: [positive "
-                              "numbers]}} of equal length")
+        raise AcceptanceError(
+            f"{where}: field 'curve' must be {{steps: [increasing integers], loss: [positive "
+            "numbers]}} of equal length"
+        )
     return curves.Curve(tuple(steps), tuple(float(v) for v in loss))
 
 
@@ -167,8 +191,9 @@ def _apply(doc: CommentedMap, model: str, update: Update) -> None:
         None if update.tokens_per_sec_per_gpu is None else round(update.tokens_per_sec_per_gpu, 2)
     )
     if update.curve is not None:
-        entry["curve"] = CommentedMap(steps=_flow(update.curve.steps),
-                                      loss=_flow(round(v, 4) for v in update.curve.loss))
+        entry["curve"] = CommentedMap(
+            steps=_flow(update.curve.steps), loss=_flow(round(v, 4) for v in update.curve.loss)
+        )
     entry["provenance"] = CommentedMap(update.provenance)
 
 

@@ -17,10 +17,11 @@ import hashlib
 import json
 import math
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from qwen_acceptance import models, yamlio
 from qwen_acceptance.errors import AcceptanceError
@@ -68,15 +69,22 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def reference_changes(reference: models.ModelSpec, spec: models.ModelSpec) -> list[str]:
     """What ``spec`` changes of the values the reference fixes (an acceptance run may change none of them)."""
-    changes = [f"{name} {getattr(spec, name)} (reference {getattr(reference, name)})"
-               for name in ("global_batch_size", "seq_length", "max_steps", "seed")
-               if getattr(spec, name) != getattr(reference, name)]
+    changes = [
+        f"{name} {getattr(spec, name)} (reference {getattr(reference, name)})"
+        for name in ("global_batch_size", "seq_length", "max_steps", "seed")
+        if getattr(spec, name) != getattr(reference, name)
+    ]
     if spec.lr != reference.lr:
-        changes.append(f"lr {spec.lr.max}->{spec.lr.min} after {spec.lr.warmup_steps} warm-up steps (reference "
-                       f"{reference.lr.max}->{reference.lr.min} after {reference.lr.warmup_steps})")
+        changes.append(
+            f"lr {spec.lr.max}->{spec.lr.min} after {spec.lr.warmup_steps} warm-up steps (reference "
+            f"{reference.lr.max}->{reference.lr.min} after {reference.lr.warmup_steps})"
+        )
     missing = object()
-    changes += [f"--override {key}={value}" for key, value in spec.overrides.items()
-                if reference.overrides.get(key, missing) != value and covered(key, rules().fixed_overrides)]
+    changes += [
+        f"--override {key}={value}"
+        for key, value in spec.overrides.items()
+        if reference.overrides.get(key, missing) != value and covered(key, rules().fixed_overrides)
+    ]
     return changes
 
 
@@ -96,9 +104,15 @@ def reference_lr(step: int, lr: models.LRSchedule, max_steps: int) -> float:
 
 def fingerprint(spec: models.ModelSpec) -> str:
     """What of a matrix entry decides its reference configuration (not the GPUs, layout or micro batch)."""
-    key = {"recipe": spec.recipe, "global_batch_size": spec.global_batch_size, "seq_length": spec.seq_length,
-           "max_steps": spec.max_steps, "seed": spec.seed, "lr": [spec.lr.max, spec.lr.min, spec.lr.warmup_steps],
-           "overrides": sorted((k, json.dumps(v, default=str)) for k, v in spec.overrides.items())}
+    key = {
+        "recipe": spec.recipe,
+        "global_batch_size": spec.global_batch_size,
+        "seq_length": spec.seq_length,
+        "max_steps": spec.max_steps,
+        "seed": spec.seed,
+        "lr": [spec.lr.max, spec.lr.min, spec.lr.warmup_steps],
+        "overrides": sorted((k, json.dumps(v, default=str)) for k, v in spec.overrides.items()),
+    }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -173,14 +187,19 @@ def _progress_lines(log: TrainingLog, spec: models.ModelSpec, out: _Findings) ->
     else:
         out.verified.append("steps")
     logged = [(r.step, lr) for r in log.ordered() if (lr := r.get("lr")) is not None]
-    off = [(step, lr, want) for step, lr in logged
-           if not math.isclose(lr, want := reference_lr(step, spec.lr, spec.max_steps), rel_tol=LR_TOLERANCE)]
+    off = [
+        (step, lr, want)
+        for step, lr in logged
+        if not math.isclose(lr, want := reference_lr(step, spec.lr, spec.max_steps), rel_tol=LR_TOLERANCE)
+    ]
     if not logged:
         out.unverified.append("learning-rate schedule (no lr in the progress lines)")
     elif off:
         step, lr, want = off[0]
-        out.differences.append(f"learning rate at step {step}: {lr:.4g} (reference schedule {want:.4g}; "
-                               f"{len(off)} of {len(logged)} logged steps off)")
+        out.differences.append(
+            f"learning rate at step {step}: {lr:.4g} (reference schedule {want:.4g}; "
+            f"{len(off)} of {len(logged)} logged steps off)"
+        )
     else:
         out.verified.append("learning-rate schedule")
 
@@ -198,26 +217,29 @@ def _hardware(log: TrainingLog, spec: models.ModelSpec, out: _Findings) -> None:
         out.verified.append("GPU count")
     if log.resolved:  # the resolved values below say it exactly
         return
-    estimates = [r.get(TOKENS_PER_GPU) * r.get(STEP_TIME) * gpus / r.get("global_batch_size")
-                 for r in log.ordered()
-                 if all(r.get(k) for k in (TOKENS_PER_GPU, STEP_TIME, "global_batch_size"))]
+    estimates = [
+        r.get(TOKENS_PER_GPU) * r.get(STEP_TIME) * gpus / r.get("global_batch_size")
+        for r in log.ordered()
+        if all(r.get(k) for k in (TOKENS_PER_GPU, STEP_TIME, "global_batch_size"))
+    ]
     if not estimates:
         out.unverified.append("sequence length")
         return
     seq = statistics.median(estimates)
     if abs(seq / spec.seq_length - 1) > SEQ_TOLERANCE:
-        out.differences.append(f"sequence length about {seq:,.0f} from tokens/s, step time and {gpus} GPUs "
-                               f"(reference {spec.seq_length})")
+        out.differences.append(
+            f"sequence length about {seq:,.0f} from tokens/s, step time and {gpus} GPUs (reference {spec.seq_length})"
+        )
     else:
         out.verified.append("sequence length")
 
 
-def _resolved(log: TrainingLog, spec: models.ModelSpec, expected: Mapping[str, Any] | None,
-              out: _Findings) -> None:
+def _resolved(log: TrainingLog, spec: models.ModelSpec, expected: Mapping[str, Any] | None, out: _Findings) -> None:
     resolved = log.resolved
     if not resolved:
-        out.unverified.append("seed, model shape, optimizer and precision (the log has no `[qwen-acceptance] "
-                              "resolved:` line)")
+        out.unverified.append(
+            "seed, model shape, optimizer and precision (the log has no `[qwen-acceptance] resolved:` line)"
+        )
         return
     ran = resolved.get("model")
     if isinstance(ran, str) and ran != spec.name:
@@ -226,13 +248,18 @@ def _resolved(log: TrainingLog, spec: models.ModelSpec, expected: Mapping[str, A
         changes = resolved.get("changes_from_reference") or []
         out.differences.append("a probe run, never an acceptance run" + (f": {'; '.join(changes)}" if changes else ""))
     if expected is None:
-        out.unverified.append("seed, model shape, optimizer and precision (NeMo is not importable here to build "
-                              f"{spec.name}'s reference recipe)")
+        out.unverified.append(
+            "seed, model shape, optimizer and precision (NeMo is not importable here to build "
+            f"{spec.name}'s reference recipe)"
+        )
         return
     have = compared_values({**resolved, "shape": log.shape})
     missing = [k for k in expected if k not in have]
-    differ = [f"{k} {have[k]!r} (reference {expected[k]!r})" for k in expected if k in have
-              and not _same(have[k], expected[k])]
+    differ = [
+        f"{k} {have[k]!r} (reference {expected[k]!r})"
+        for k in expected
+        if k in have and not _same(have[k], expected[k])
+    ]
     out.differences.extend(differ)
     if missing:
         more = f" and {len(missing) - 6} more" if len(missing) > 6 else ""

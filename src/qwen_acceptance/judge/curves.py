@@ -27,7 +27,7 @@ class Curve:
     loss: tuple[float, ...]
 
     def as_dict(self) -> dict[int, float]:
-        return dict(zip(self.steps, self.loss))
+        return dict(zip(self.steps, self.loss, strict=True))
 
 
 def sparse(log: TrainingLog) -> Curve:
@@ -48,8 +48,11 @@ def sparse(log: TrainingLog) -> Curve:
 
 def window_mean(log: TrainingLog, start: int, last: int) -> float | None:
     """The point at ``start``: the mean loss of the steps of its window, up to ``last``, that the log has."""
-    window = [v for s in range(start, min(start + STRIDE, last + 1))
-              if s in log.steps and (v := log.steps[s].get(LOSS)) is not None]
+    window = [
+        v
+        for s in range(start, min(start + STRIDE, last + 1))
+        if s in log.steps and (v := log.steps[s].get(LOSS)) is not None
+    ]
     return statistics.fmean(window) if window else None
 
 
@@ -81,8 +84,9 @@ def compare(run: Curve, baseline: Curve, band: float) -> Comparison:
     deviations = {s: deviation(mine[s], theirs[s]) for s in common}
     worst = max(common, key=lambda s: abs(deviations[s]) if math.isfinite(deviations[s]) else math.inf)
     outside = tuple(s for s in common if not within(deviations[s], band))
-    return Comparison(worst, deviations[worst], outside, _pearson([mine[s] for s in common],
-                                                                  [theirs[s] for s in common]), len(common))
+    return Comparison(
+        worst, deviations[worst], outside, _pearson([mine[s] for s in common], [theirs[s] for s in common]), len(common)
+    )
 
 
 def _pearson(a: list[float], b: list[float]) -> float:
@@ -93,4 +97,4 @@ def _pearson(a: list[float], b: list[float]) -> float:
     sb = math.sqrt(sum((y - mb) ** 2 for y in b))
     if sa == 0 or sb == 0:
         return math.nan
-    return sum((x - ma) * (y - mb) for x, y in zip(a, b)) / (sa * sb)
+    return sum((x - ma) * (y - mb) for x, y in zip(a, b, strict=True)) / (sa * sb)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from qwen_acceptance.errors import AcceptanceError
 from qwen_acceptance.judge import curves, metrics
 from qwen_acceptance.judge.baselines import Baseline
-from qwen_acceptance.errors import AcceptanceError
 from qwen_acceptance.judge.logparse import StepRecord, TrainingLog
 from qwen_acceptance.models import ModelSpec
 
@@ -42,8 +42,9 @@ class Watch:
     """Fed each step of a live run (``update``); says where the run stands (``status``) and, when fail-fast may
     stop it, why it must stop (``stopped``)."""
 
-    def __init__(self, baseline: Baseline, spec: ModelSpec, *, stop: bool, points: int = POINTS,
-                 margin: float = MARGIN) -> None:
+    def __init__(
+        self, baseline: Baseline, spec: ModelSpec, *, stop: bool, points: int = POINTS, margin: float = MARGIN
+    ) -> None:
         self.spec, self.stop, self.points = spec, stop, points
         self.curve = baseline.curve.as_dict() if baseline.curve is not None else {}
         self.band, self.stop_line = baseline.curve_band, baseline.curve_band + margin
@@ -71,19 +72,26 @@ class Watch:
             self.stopped = (
                 f"fail-fast: the loss curve was beyond ±{self.stop_line:.0%} of the baseline's for {self.points} "
                 f"points in a row; at step {start} (mean of steps {start}..{start + curves.STRIDE - 1}) the run's "
-                f"{mine:.4g} against the baseline's {theirs:.4g} ({point.deviation:+.1%}; band ±{self.band:.0%})")
+                f"{mine:.4g} against the baseline's {theirs:.4g} ({point.deviation:+.1%}; band ±{self.band:.0%})"
+            )
 
     def _judge_throughput(self, log: TrainingLog, baseline: float) -> None:
         try:
-            so_far = metrics.throughput(log, seq_length=self.spec.seq_length, gpus=self.spec.gpus,
-                                        planned_steps=self.spec.max_steps)
+            so_far = metrics.throughput(
+                log, seq_length=self.spec.seq_length, gpus=self.spec.gpus, planned_steps=self.spec.max_steps
+            )
         except AcceptanceError:  # a step without the field or a step time: nothing unambiguous to say
             self.slow = None
             return
         edge = baseline * (1 + self.throughput_low)
-        self.slow = None if edge - so_far.mean <= 2 * THROUGHPUT_SPREAD * baseline else (
-            f"SLOW: {so_far.mean:,.0f} tok/s/GPU over steps {so_far.first_step}..{so_far.last_step}, "
-            f"{so_far.mean / baseline - 1:+.1%} from the baseline (band {self.throughput_low:+.0%})")
+        self.slow = (
+            None
+            if edge - so_far.mean <= 2 * THROUGHPUT_SPREAD * baseline
+            else (
+                f"SLOW: {so_far.mean:,.0f} tok/s/GPU over steps {so_far.first_step}..{so_far.last_step}, "
+                f"{so_far.mean / baseline - 1:+.1%} from the baseline (band {self.throughput_low:+.0%})"
+            )
+        )
 
     def status(self) -> str:
         """For the live line: the last point against the baseline's, and a throughput warning."""

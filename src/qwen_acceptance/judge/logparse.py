@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from qwen_acceptance.errors import AcceptanceError
 
@@ -125,11 +125,14 @@ class LogParser:
             log.world_size = max(log.world_size or 0, max(ranks, default=-1) + 1) or None
         if log.gpu_name is None and (device := _DEVICE.search(text)):
             log.gpu_name = device.group("name")
-        for marker, target in ((ENV_MARKER, log.environment), (CONFIG_MARKER, log.resolved),
-                               (PEAK_MARKER, log.peak_memory)):
+        for marker, target in (
+            (ENV_MARKER, log.environment),
+            (CONFIG_MARKER, log.resolved),
+            (PEAK_MARKER, log.peak_memory),
+        ):
             if text.startswith(marker) and complete:
                 try:
-                    value = json.loads(text[len(marker):])
+                    value = json.loads(text[len(marker) :])
                     target.append(value) if isinstance(target, list) else target.update(value)
                 except (ValueError, TypeError, AttributeError):
                     log.unreadable_lines.append(line_no)
@@ -147,7 +150,7 @@ class LogParser:
     ) -> StepRecord | None:
         log = self.log
         log.training_lines += 1
-        parts = segment[head.end():].split(_FIELD_SEP)
+        parts = segment[head.end() :].split(_FIELD_SEP)
         if not complete:
             # The field after the last separator may be cut short ("2.79" of "2.792"): never trust it.
             log.truncated_last_line = True

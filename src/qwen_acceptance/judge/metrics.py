@@ -76,7 +76,11 @@ def _tokens_per_gpu(log: TrainingLog, seq_length: int | None, gpus: int | None) 
 
 
 def throughput(
-    log: TrainingLog, *, trim: int = REFERENCE_TRIM, seq_length: int | None = None, gpus: int | None = None,
+    log: TrainingLog,
+    *,
+    trim: int = REFERENCE_TRIM,
+    seq_length: int | None = None,
+    gpus: int | None = None,
     planned_steps: int | None = None,
 ) -> Throughput:
     """The reference-rule mean; when the field is absent it is derived as batch × seq / (GPUs × step time).
@@ -94,7 +98,7 @@ def throughput(
     values, derived = _tokens_per_gpu(log, seq_length, gpus)
     window = slice(trim, end)
     used, kept = values[window], records[window]
-    bad = [r.step for r, v in zip(kept, used) if not math.isfinite(v)]
+    bad = [r.step for r, v in zip(kept, used, strict=True) if not math.isfinite(v)]
     if bad:
         raise AcceptanceError(f"{log.source}: {TOKENS_PER_GPU} is not finite at steps {bad[:5]}")
     return Throughput(

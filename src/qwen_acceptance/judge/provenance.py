@@ -6,8 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from qwen_acceptance.judge.conformance import gpus_of
 from qwen_acceptance.judge.logparse import TrainingLog
@@ -17,8 +18,9 @@ from qwen_acceptance.models import ModelSpec
 def suite_commit() -> str | None:
     """The git commit of this suite's checkout, when it runs from one."""
     try:
-        out = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -32,8 +34,9 @@ def log_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def of_run(log: TrainingLog, log_path: Path, spec: ModelSpec, *, origin: str,
-           unverified: Sequence[str] = ()) -> dict[str, Any]:
+def of_run(
+    log: TrainingLog, log_path: Path, spec: ModelSpec, *, origin: str, unverified: Sequence[str] = ()
+) -> dict[str, Any]:
     """GPUs, layout, batch, steps and seed from the log (None where it does not show them), the software
     environment the suite's live runs print, and the log's own identity."""
     env, resolved = log.environment, log.resolved

@@ -15,20 +15,33 @@ from qwen_acceptance.models import ModelSpec
 
 def refusal(log: TrainingLog, spec: ModelSpec, conforms: Conformance) -> str | None:
     """Why this run must not become the baseline, or None."""
-    problems = [c.detail for c in (verdict.check_final_step(log, spec.final_step), verdict.check_finite_loss(log))
-                if not c.passed]
+    problems = [
+        c.detail
+        for c in (verdict.check_final_step(log, spec.final_step), verdict.check_finite_loss(log))
+        if not c.passed
+    ]
     if problems:
         return "an incomplete or unclean run: " + "; ".join(problems)
     if not conforms.conforms:
         return "a run that differs from the reference configuration: " + "; ".join(conforms.differences)
     if gpus_of(log) is None:
-        return ("the log does not show its GPU count (NeMo's 'All ... group ranks' lines or the suite's resolved "
-                "line); give the whole log")
+        return (
+            "the log does not show its GPU count (NeMo's 'All ... group ranks' lines or the suite's resolved "
+            "line); give the whole log"
+        )
     return None
 
 
-def record_baseline(path: Path, spec: ModelSpec, log: TrainingLog, log_path: Path, *, origin: str,
-                    conforms: Conformance, throughput: metrics.Throughput | None) -> str:
+def record_baseline(
+    path: Path,
+    spec: ModelSpec,
+    log: TrainingLog,
+    log_path: Path,
+    *,
+    origin: str,
+    conforms: Conformance,
+    throughput: metrics.Throughput | None,
+) -> str:
     """Write the run as ``spec``'s baseline in ``path`` (atomic, locked, comments kept); returns the diff."""
     why = refusal(log, spec, conforms)
     if why is not None:

@@ -5,14 +5,15 @@ what the last step alone cannot show."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from qwen_acceptance.errors import AcceptanceError
 from qwen_acceptance.judge import curves, metrics
 from qwen_acceptance.judge.baselines import Baseline
 from qwen_acceptance.judge.conformance import Conformance
-from qwen_acceptance.errors import AcceptanceError
 from qwen_acceptance.judge.logparse import TrainingLog
 from qwen_acceptance.models import ModelSpec
 
@@ -91,34 +92,49 @@ def check_final_loss(log: TrainingLog, spec: ModelSpec, entry: Baseline) -> Chec
     """The reference rule against a measured baseline entry."""
     loss = metrics.final_loss(log, spec.final_step)
     check = check_loss(loss, entry.final_loss, entry.tolerance)
-    values = {"final_loss": loss, "baseline_loss": entry.final_loss,
-              "loss_delta_pct": round(100 * relative_delta(loss, entry.final_loss), 3),
-              "tolerance_pct": 100 * entry.tolerance, "verdict": "pass" if check.passed else "fail"}
+    values = {
+        "final_loss": loss,
+        "baseline_loss": entry.final_loss,
+        "loss_delta_pct": round(100 * relative_delta(loss, entry.final_loss), 3),
+        "tolerance_pct": 100 * entry.tolerance,
+        "verdict": "pass" if check.passed else "fail",
+    }
     return Check(check.name, check.passed, check.detail, values)
 
 
 def curve_comparison(log: TrainingLog, entry: Baseline, where: Path) -> curves.Comparison:
     if entry.curve is None:
-        raise AcceptanceError(f"{where}: '{entry.model}' has no loss curve; record one with "
-                              f"`pytest -m {entry.model} --baseline-update`")
+        raise AcceptanceError(
+            f"{where}: '{entry.model}' has no loss curve; record one with `pytest -m {entry.model} --baseline-update`"
+        )
     return curves.compare(curves.sparse(log), entry.curve, entry.curve_band)
 
 
 def check_curve_band(log: TrainingLog, entry: Baseline, where: Path) -> Check:
     """Every 10-step mean within the baseline curve's band: a run that diverged and recovered is caught."""
     c = curve_comparison(log, entry, where)
-    detail = (f"loss left the ±{entry.curve_band:.0%} band around the baseline curve at steps {list(c.outside)[:10]}"
-              if c.outside else f"loss within ±{entry.curve_band:.0%} of the baseline curve at every point") + (
-              f" (worst {c.worst_deviation:+.1%} at step {c.worst_step})")
-    return Check("loss_curve_within_band", not c.outside, detail,
-                 {"curve_worst_step": c.worst_step, "curve_worst_deviation_pct": round(100 * c.worst_deviation, 2)})
+    detail = (
+        f"loss left the ±{entry.curve_band:.0%} band around the baseline curve at steps {list(c.outside)[:10]}"
+        if c.outside
+        else f"loss within ±{entry.curve_band:.0%} of the baseline curve at every point"
+    ) + (f" (worst {c.worst_deviation:+.1%} at step {c.worst_step})")
+    return Check(
+        "loss_curve_within_band",
+        not c.outside,
+        detail,
+        {"curve_worst_step": c.worst_step, "curve_worst_deviation_pct": round(100 * c.worst_deviation, 2)},
+    )
 
 
 def check_curve_correlation(log: TrainingLog, entry: Baseline, where: Path) -> Check:
     c = curve_comparison(log, entry, where)
-    return Check("loss_curve_correlates", c.correlation >= entry.curve_min_correlation,
-                 f"loss curve correlates {c.correlation:.4f} with the baseline's over {c.points} points "
-                 f"(minimum {entry.curve_min_correlation})", {"curve_correlation": round(c.correlation, 5)})
+    return Check(
+        "loss_curve_correlates",
+        c.correlation >= entry.curve_min_correlation,
+        f"loss curve correlates {c.correlation:.4f} with the baseline's over {c.points} points "
+        f"(minimum {entry.curve_min_correlation})",
+        {"curve_correlation": round(c.correlation, 5)},
+    )
 
 
 def check_throughput(tp: metrics.Throughput, entry: Baseline, where: Path) -> Check:
@@ -127,21 +143,40 @@ def check_throughput(tp: metrics.Throughput, entry: Baseline, where: Path) -> Ch
         raise AcceptanceError(f"{where}: '{entry.model}' has no tokens_per_sec_per_gpu")
     change = tp.mean / entry.tokens_per_sec_per_gpu - 1
     low, high = entry.throughput_band
-    detail = (f"{tp.mean:,.0f} tokens/s/GPU is {change:+.1%} from the baseline's {entry.tokens_per_sec_per_gpu:,.0f} "
-              f"(band {low:+.0%} / {high:+.0%}" + ("; a gain this large asks for a baseline refresh)"
-                                                  if change > high else ")"))
-    return Check("throughput_within_band", low <= change <= high, detail,
-                 {"tokens_per_sec_per_gpu": round(tp.mean, 2), "baseline_tokens_per_sec_per_gpu":
-                  entry.tokens_per_sec_per_gpu, "throughput_change_pct": round(100 * change, 2)})
+    detail = (
+        f"{tp.mean:,.0f} tokens/s/GPU is {change:+.1%} from the baseline's {entry.tokens_per_sec_per_gpu:,.0f} "
+        f"(band {low:+.0%} / {high:+.0%}"
+        + ("; a gain this large asks for a baseline refresh)" if change > high else ")")
+    )
+    return Check(
+        "throughput_within_band",
+        low <= change <= high,
+        detail,
+        {
+            "tokens_per_sec_per_gpu": round(tp.mean, 2),
+            "baseline_tokens_per_sec_per_gpu": entry.tokens_per_sec_per_gpu,
+            "throughput_change_pct": round(100 * change, 2),
+        },
+    )
 
 
 def check_conformance(result: Conformance) -> Check:
     """The run is the reference run (``conformance.check``); what the log could not show is listed, never passed
     over in silence."""
-    detail = ("follows the reference configuration" if result.conforms else
-              "differs from the reference configuration: " + "; ".join(result.differences))
+    detail = (
+        "follows the reference configuration"
+        if result.conforms
+        else "differs from the reference configuration: " + "; ".join(result.differences)
+    )
     if result.unverified:
         detail += f" (not verified from the log: {'; '.join(result.unverified)})"
-    return Check("run_follows_reference", result.conforms, detail,
-                 {"conforms": result.conforms, "conformance_differences": list(result.differences),
-                  "conformance_unverified": list(result.unverified)})
+    return Check(
+        "run_follows_reference",
+        result.conforms,
+        detail,
+        {
+            "conforms": result.conforms,
+            "conformance_differences": list(result.differences),
+            "conformance_unverified": list(result.unverified),
+        },
+    )

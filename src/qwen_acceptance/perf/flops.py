@@ -34,14 +34,19 @@ class Dims:
     expert_ffn: int = 0
 
     @classmethod
-    def from_config(cls, config: Any, seq: int) -> "Dims":
+    def from_config(cls, config: Any, seq: int) -> Dims:
         """From a NeMo GPT config (built or as fiddle config)."""
         experts = getattr(config, "num_moe_experts", None) or 0
         return cls(
-            layers=config.num_layers, hidden=config.hidden_size, heads=config.num_attention_heads,
+            layers=config.num_layers,
+            hidden=config.hidden_size,
+            heads=config.num_attention_heads,
             groups=config.num_query_groups or config.num_attention_heads,
             head_dim=config.kv_channels or config.hidden_size // config.num_attention_heads,
-            ffn=config.ffn_hidden_size, vocab=config.vocab_size, seq=seq, experts=experts,
+            ffn=config.ffn_hidden_size,
+            vocab=config.vocab_size,
+            seq=seq,
+            experts=experts,
             topk=getattr(config, "moe_router_topk", 0) if experts else 0,
             expert_ffn=(getattr(config, "moe_ffn_hidden_size", None) or config.ffn_hidden_size) if experts else 0,
         )

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qwen_acceptance.perf import flops
 from qwen_acceptance.errors import AcceptanceError
-from qwen_acceptance.perf.flops import Dims
 from qwen_acceptance.models import ModelSpec
+from qwen_acceptance.perf import flops
+from qwen_acceptance.perf.flops import Dims
 
 GIB = 2**30
 HEADROOM = 0.15  # the model's shortfall (up to 5%) plus allocator reserve (about 7% of an H200 in the OOM seen)
@@ -110,11 +110,20 @@ def parallel_for(spec: ModelSpec, recompute: bool = False) -> Parallel:
     """The model's layout and batch as the memory model sees them; it has no terms for context or expert parallelism."""
     lay = spec.layout
     if lay.cp > 1 or lay.ep > 1:
-        raise AcceptanceError(f"{spec.name}: the memory model covers TP, PP, DP, SP and full recompute, not context "
-                              f"or expert parallelism (layout {lay.describe()})")
+        raise AcceptanceError(
+            f"{spec.name}: the memory model covers TP, PP, DP, SP and full recompute, not context "
+            f"or expert parallelism (layout {lay.describe()})"
+        )
     dp = spec.data_parallel
-    return Parallel(tp=lay.tp, pp=lay.pp, dp=dp, sp=lay.sp, micro_batch=spec.micro_batch_size,
-                    microbatches=spec.global_batch_size // (spec.micro_batch_size * dp), recompute=recompute)
+    return Parallel(
+        tp=lay.tp,
+        pp=lay.pp,
+        dp=dp,
+        sp=lay.sp,
+        micro_batch=spec.micro_batch_size,
+        microbatches=spec.global_batch_size // (spec.micro_batch_size * dp),
+        recompute=recompute,
+    )
 
 
 def for_recipe(spec: ModelSpec, model_config: Any) -> tuple[Dims, Parallel]:
@@ -122,13 +131,16 @@ def for_recipe(spec: ModelSpec, model_config: Any) -> tuple[Dims, Parallel]:
     asks for it (selective recompute saves nothing here: SDPA keeps no attention scores)."""
     recompute = getattr(model_config, "recompute_granularity", None) == "full"
     if recompute and getattr(model_config, "recompute_method", None) != "uniform":
-        raise AcceptanceError(f"{spec.name}: the memory model knows full recompute of every layer "
-                              "(recompute_method uniform), not 'block' or partial recompute")
+        raise AcceptanceError(
+            f"{spec.name}: the memory model knows full recompute of every layer "
+            "(recompute_method uniform), not 'block' or partial recompute"
+        )
     return flops.Dims.from_config(model_config, spec.seq_length), parallel_for(spec, recompute)
 
 
 def capacities(path: Path | None = None) -> dict[str, float]:
     """GPU memory as PyTorch reports it (GiB), for the GPUs gpus.yaml lists with ``memory_gib``."""
-    found = {name: flops.gpu_fact(name, entry, "memory_gib", required=False)
-             for name, entry in flops.gpu_table(path).items()}
+    found = {
+        name: flops.gpu_fact(name, entry, "memory_gib", required=False) for name, entry in flops.gpu_table(path).items()
+    }
     return {name: gib for name, gib in found.items() if gib is not None}

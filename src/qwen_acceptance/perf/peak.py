@@ -26,8 +26,13 @@ def measure(n: int = 8192, warmup: int = 5, repeats: int = 20) -> dict:
         torch.cuda.synchronize()
         times.append(start.elapsed_time(end) / 1e3)
     median = statistics.median(times)
-    return {"gpu": torch.cuda.get_device_name(0), "n": n, "median_s": median,
-            "bf16_dense_tflops": 2 * n**3 / median / 1e12, "torch": torch.__version__}
+    return {
+        "gpu": torch.cuda.get_device_name(0),
+        "n": n,
+        "median_s": median,
+        "bf16_dense_tflops": 2 * n**3 / median / 1e12,
+        "torch": torch.__version__,
+    }
 
 
 if __name__ == "__main__":

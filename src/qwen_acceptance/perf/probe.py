@@ -25,13 +25,22 @@ def result(spec: ModelSpec, log: TrainingLog, log_path: Path) -> dict[str, Any]:
     peak = flops.peak_tflops(gpu)
     peak_mem = max((r.get("max_allocated_gib", 0.0) for r in log.peak_memory), default=None)
     return {
-        "model": spec.name, "gpu": gpu, "gpus": spec.gpus, "layout": spec.layout.describe(),
-        "global_batch_size": spec.global_batch_size, "micro_batch_size": spec.micro_batch_size,
-        "seq_length": spec.seq_length, "steps": spec.max_steps, "trim": trim,
-        "window": [tp.first_step, tp.last_step], "tokens_per_sec_per_gpu": tp.mean,
+        "model": spec.name,
+        "gpu": gpu,
+        "gpus": spec.gpus,
+        "layout": spec.layout.describe(),
+        "global_batch_size": spec.global_batch_size,
+        "micro_batch_size": spec.micro_batch_size,
+        "seq_length": spec.seq_length,
+        "steps": spec.max_steps,
+        "trim": trim,
+        "window": [tp.first_step, tp.last_step],
+        "tokens_per_sec_per_gpu": tp.mean,
         "step_time_s": statistics.fmean(tp.step_times) if tp.step_times else None,
         "peak_memory_gib": None if peak_mem is None else round(peak_mem, 1),
-        "flops_per_token": per_token, "peak_tflops": peak,
+        "flops_per_token": per_token,
+        "peak_tflops": peak,
         "mfu": None if peak is None else flops.mfu(tp.mean, per_token, peak),
-        "attention": log.resolved.get("attention"), "log": str(log_path),
+        "attention": log.resolved.get("attention"),
+        "log": str(log_path),
     }

@@ -58,13 +58,22 @@ class RunResult:
     @functools.cached_property
     def provenance(self) -> dict[str, Any]:
         """Where the run came from, as its log tells it (``judge.provenance``)."""
-        return provenance.of_run(self.log, self.log_path, self.spec, origin=self.origin,
-                                 unverified=self.conformance.unverified)
+        return provenance.of_run(
+            self.log, self.log_path, self.spec, origin=self.origin, unverified=self.conformance.unverified
+        )
 
     def write_report(self, baseline: baselines.Baseline | None, results: dict[str, Any]) -> Path:
-        return report.write(self.report_dir, spec=self.spec, log=self.log, log_path=self.log_path,
-                            origin=self.origin, baseline=baseline, throughput=self.throughput_if_any(),
-                            provenance=self.provenance, results=results)
+        return report.write(
+            self.report_dir,
+            spec=self.spec,
+            log=self.log,
+            log_path=self.log_path,
+            origin=self.origin,
+            baseline=baseline,
+            throughput=self.throughput_if_any(),
+            provenance=self.provenance,
+            results=results,
+        )
 
 
 def recorded(spec: ModelSpec, path: Path, runs_dir: Path) -> RunResult:
@@ -93,16 +102,29 @@ def live(spec: ModelSpec, settings: LiveSettings) -> RunResult:
     topo = topology.topology_from_env(spec)
     here = topology.visible_gpus()
     if here < topo.gpus_per_node:
-        where = (f"{topo.gpus_per_node} GPUs on each of {topo.nnodes} nodes" if topo.nnodes > 1 else
-                 f"{spec.gpus} GPUs (several nodes: set NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT, "
-                 "GPUS_PER_NODE on each, or run under Slurm)" if spec.gpus > 8 else f"{spec.gpus} GPUs")
-        raise Unavailable(f"{spec.name}: no recorded log (--from-log {spec.name}=PATH or --logs-dir DIR), and a live "
-                          f"run needs {where}; this machine has {here}")
+        where = (
+            f"{topo.gpus_per_node} GPUs on each of {topo.nnodes} nodes"
+            if topo.nnodes > 1
+            else f"{spec.gpus} GPUs (several nodes: set NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT, "
+            "GPUS_PER_NODE on each, or run under Slurm)"
+            if spec.gpus > 8
+            else f"{spec.gpus} GPUs"
+        )
+        raise Unavailable(
+            f"{spec.name}: no recorded log (--from-log {spec.name}=PATH or --logs-dir DIR), and a live "
+            f"run needs {where}; this machine has {here}"
+        )
     if os.environ.get("PYTEST_XDIST_WORKER"):
         raise AcceptanceError(f"{spec.name}: live training cannot run under pytest-xdist; run without -n")
     opts = settings.options
-    the_plan = plan.prepare(spec, runs_dir=opts.runs_dir, data=options.data_choice(opts),
-                            models_file=settings.models_file, te=opts.te, attention=opts.attention)
+    the_plan = plan.prepare(
+        spec,
+        runs_dir=opts.runs_dir,
+        data=options.data_choice(opts),
+        models_file=settings.models_file,
+        te=opts.te,
+        attention=opts.attention,
+    )
     watch = watch_for(spec, settings)
     outcome = plan.execute(the_plan, limits=options.limits_from(opts), progress=settings.stream, watch=watch)
     result = RunResult(spec, outcome.log, outcome.log_path, LIVE, the_plan.run_dir / "report")
@@ -112,8 +134,9 @@ def live(spec: ModelSpec, settings: LiveSettings) -> RunResult:
     if not outcome.ok:
         raise AcceptanceError(f"{spec.name}: {outcome.failure()}")
     if not topo.judges:
-        raise Unavailable(f"{spec.name}: node {topo.node_rank}'s ranks exited cleanly; the node of global rank 0 "
-                          "judges the loss")
+        raise Unavailable(
+            f"{spec.name}: node {topo.node_rank}'s ranks exited cleanly; the node of global rank 0 judges the loss"
+        )
     return result
 
 
@@ -134,8 +157,11 @@ def watch_for(spec: ModelSpec, settings: LiveSettings) -> failfast.Watch | None:
     asked = settings.options.fail_fast
     stop = asked and not settings.update and entry is not None and entry.curve is not None
     if asked and not stop:
-        why = ("--baseline-update records this run as the baseline" if settings.update else
-               problem or f"{settings.baselines_path} has no loss curve for {spec.name}")
+        why = (
+            "--baseline-update records this run as the baseline"
+            if settings.update
+            else problem or f"{settings.baselines_path} has no loss curve for {spec.name}"
+        )
         print(f"[{spec.name}] fail-fast off: {why}", file=settings.stream or sys.stderr, flush=True)
     return None if entry is None else failfast.Watch(entry, spec, stop=stop)
 

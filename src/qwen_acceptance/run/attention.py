@@ -23,14 +23,25 @@ class SDPAttention(MegatronModule):
     """Causal, grouped-query attention through ``F.scaled_dot_product_attention``; no mask is materialised for the
     causal case (the data's attention mask is the plain causal one unless documents are reset, see ``forward``)."""
 
-    def __init__(self, config: TransformerConfig, layer_number: int, attn_mask_type: AttnMaskType,
-                 attention_type: str, attention_dropout: float | None = None, softmax_scale: float | None = None,
-                 cp_comm_type: str | None = None, model_comm_pgs: Any = None) -> None:
+    def __init__(
+        self,
+        config: TransformerConfig,
+        layer_number: int,
+        attn_mask_type: AttnMaskType,
+        attention_type: str,
+        attention_dropout: float | None = None,
+        softmax_scale: float | None = None,
+        cp_comm_type: str | None = None,
+        model_comm_pgs: Any = None,
+    ) -> None:
         super().__init__(config=config)
         if config.context_parallel_size != 1:
             raise ValueError("SDPAttention does not split the sequence: use context_parallel_size 1 or TE")
-        tp = (model_comm_pgs.tp.size() if model_comm_pgs is not None
-              else parallel_state.get_tensor_model_parallel_world_size())
+        tp = (
+            model_comm_pgs.tp.size()
+            if model_comm_pgs is not None
+            else parallel_state.get_tensor_model_parallel_world_size()
+        )
         self.heads = config.num_attention_heads // tp
         self.groups = (config.num_query_groups or config.num_attention_heads) // tp
         self.head_dim = config.kv_channels
@@ -38,9 +49,16 @@ class SDPAttention(MegatronModule):
         self.scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(self.head_dim)
         self.dropout = config.attention_dropout if attention_dropout is None else attention_dropout
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                attention_mask: torch.Tensor | None, attn_mask_type: AttnMaskType | None = None,
-                attention_bias: torch.Tensor | None = None, packed_seq_params: Any = None) -> torch.Tensor:
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        attn_mask_type: AttnMaskType | None = None,
+        attention_bias: torch.Tensor | None = None,
+        packed_seq_params: Any = None,
+    ) -> torch.Tensor:
         if attention_bias is not None or packed_seq_params is not None:
             raise NotImplementedError("SDPAttention: no attention bias or packed sequences (use TE)")
         sq, b = query.shape[0], query.shape[1]
@@ -53,8 +71,15 @@ class SDPAttention(MegatronModule):
         mask = None
         if not causal and attention_mask is not None:
             mask = ~attention_mask  # Megatron: True = masked out; SDPA: True = attend
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
-                                             is_causal=causal, scale=self.scale)
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=causal,
+            scale=self.scale,
+        )
         # [b, heads, s, dim] -> [s, b, heads·dim]
         return out.permute(2, 0, 1, 3).reshape(sq, b, self.heads * self.head_dim)
 

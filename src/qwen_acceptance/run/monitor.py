@@ -13,9 +13,10 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence, TextIO
+from typing import TextIO
 
 from qwen_acceptance.judge import failfast, logparse
 from qwen_acceptance.judge.logparse import LOSS, TOKENS_PER_GPU
@@ -55,8 +56,9 @@ class Monitor:
     """The stop rules of a live run. ``feed`` takes each line of output as it arrives, ``check`` the time on each
     tick; once either has found a reason to stop, ``abort`` holds it and later findings do not replace it."""
 
-    def __init__(self, source: str, *, limits: Limits = Limits(), watch: failfast.Watch | None = None,
-                 start: float = 0.0) -> None:
+    def __init__(
+        self, source: str, *, limits: Limits = Limits(), watch: failfast.Watch | None = None, start: float = 0.0
+    ) -> None:
         self.parser = logparse.LogParser(source)
         self.limits, self.watch, self.start = limits, watch, start
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -121,8 +123,10 @@ class Progress:
         rate = (record.step - s0) / (now - t0) if now > t0 and record.step > s0 else 0.0
         eta = (self.total - 1 - record.step) / rate if rate else math.nan
         loss, tps = record.get(LOSS), record.get(TOKENS_PER_GPU)
-        line = (f"[{self.name}] step {record.step + 1}/{self.total}  loss {loss if loss is not None else '?'}  "
-                f"{f'{tps:,.0f}' if tps else '?'} tok/s/GPU  ETA {duration(eta)}")
+        line = (
+            f"[{self.name}] step {record.step + 1}/{self.total}  loss {loss if loss is not None else '?'}  "
+            f"{f'{tps:,.0f}' if tps else '?'} tok/s/GPU  ETA {duration(eta)}"
+        )
         if status:
             line += f"  | {status}"
         if self.tty:
@@ -188,10 +192,18 @@ def _live_members(pgid: int) -> bool:
     return False
 
 
-def supervise(cmd: Sequence[str], *, log_path: Path, name: str, total_steps: int, limits: Limits = Limits(),
-              env: Mapping[str, str] | None = None, progress: TextIO | None = None,
-              on_step: Callable[[logparse.StepRecord], None] | None = None,
-              watch: failfast.Watch | None = None) -> Outcome:
+def supervise(
+    cmd: Sequence[str],
+    *,
+    log_path: Path,
+    name: str,
+    total_steps: int,
+    limits: Limits = Limits(),
+    env: Mapping[str, str] | None = None,
+    progress: TextIO | None = None,
+    on_step: Callable[[logparse.StepRecord], None] | None = None,
+    watch: failfast.Watch | None = None,
+) -> Outcome:
     """Run ``cmd`` in a new process group, writing everything it prints to ``log_path`` and feeding it to a
     ``Monitor``; ``watch`` compares each step with the baseline for the live line, and may stop the run."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,8 +215,16 @@ def supervise(cmd: Sequence[str], *, log_path: Path, name: str, total_steps: int
     with log_path.open("w", encoding="utf-8") as log_file:
         log_file.write(f"# {shlex.join(cmd)}\n")
         log_file.flush()
-        proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env,
-                                start_new_session=True, bufsize=1, text=True, errors="replace")
+        proc = subprocess.Popen(
+            list(cmd),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            start_new_session=True,
+            bufsize=1,
+            text=True,
+            errors="replace",
+        )
 
         def pump() -> None:
             assert proc.stdout is not None

@@ -5,9 +5,10 @@ never what the reference fixes (that takes ``--probe``, whose log says so)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from qwen_acceptance import models
 from qwen_acceptance.errors import AcceptanceError
@@ -16,19 +17,28 @@ from qwen_acceptance.run import recipes
 from qwen_acceptance.run.monitor import Limits
 from qwen_acceptance.run.plan import DataChoice
 
-
 # A live run's options (where data and runs live, when to give up), for argparse and pytest's addoption alike.
 LIVE_OPTIONS: tuple[tuple[str, dict], ...] = (
     ("--runs-dir", {"type": Path, "default": Path("runs"), "help": "run folders go here (default: ./runs)"}),
     ("--data-prefix", {"type": Path, "help": "a prepared dataset (PREFIX.bin/.idx) instead of the model's corpus"}),
     ("--corpus", {"help": "another corpus than models.yaml's (a path or hf://datasets/REPO/FILE)"}),
     ("--tokenizer", {"help": "another tokenizer than models.yaml's (a directory, a hub id, bundled:qwen3)"}),
-    ("--data-cache", {"type": Path, "help": "preprocessed datasets (default: $QWEN_ACCEPTANCE_CACHE or "
-                                            "~/.cache/qwen-acceptance)"}),
-    ("--te", {"choices": recipes.TE_CHOICES, "default": "auto",
-              "help": "Transformer Engine: auto uses it when it imports"}),
-    ("--attention", {"choices": recipes.ATTENTION_CHOICES, "default": "auto",
-                     "help": "core attention: auto takes TE's where TE is used, else PyTorch SDPA"}),
+    (
+        "--data-cache",
+        {"type": Path, "help": "preprocessed datasets (default: $QWEN_ACCEPTANCE_CACHE or ~/.cache/qwen-acceptance)"},
+    ),
+    (
+        "--te",
+        {"choices": recipes.TE_CHOICES, "default": "auto", "help": "Transformer Engine: auto uses it when it imports"},
+    ),
+    (
+        "--attention",
+        {
+            "choices": recipes.ATTENTION_CHOICES,
+            "default": "auto",
+            "help": "core attention: auto takes TE's where TE is used, else PyTorch SDPA",
+        },
+    ),
     ("--startup-timeout", {"type": float, "default": 1800.0, "help": "seconds allowed to the first step"}),
     ("--hang-timeout", {"type": float, "default": 600.0, "help": "seconds allowed without a new step"}),
     ("--time-limit", {"type": float, "help": "wall-clock seconds for a whole run (default: none)"}),
@@ -37,14 +47,17 @@ LIVE_OPTIONS: tuple[tuple[str, dict], ...] = (
 
 def data_choice(options: object) -> DataChoice:
     """The data options out of an argparse namespace or pytest's option namespace."""
-    return DataChoice(getattr(options, "data_prefix"), getattr(options, "corpus"), getattr(options, "tokenizer"),
-                      getattr(options, "data_cache"))
+    return DataChoice(
+        options.data_prefix,
+        options.corpus,
+        options.tokenizer,
+        options.data_cache,
+    )
 
 
 def limits_from(options: object) -> Limits:
     """The stop limits out of an argparse namespace or pytest's option namespace."""
-    return Limits(getattr(options, "startup_timeout"), getattr(options, "hang_timeout"),
-                  getattr(options, "time_limit"))
+    return Limits(options.startup_timeout, options.hang_timeout, options.time_limit)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,11 +70,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--global-batch-size", type=int, help="another global batch (probes only)")
     parser.add_argument("--micro-batch-size", type=int)
     parser.add_argument("--warmup-steps", type=int, help="another LR warm-up (short probes)")
-    parser.add_argument("--override", action="append", default=[], metavar="DOTTED.PATH=VALUE",
-                        help="set a recipe value, e.g. model.config.recompute_granularity=full (repeatable; "
-                             "VALUE takes the type of the value it replaces)")
-    parser.add_argument("--probe", action="store_true",
-                        help="a throughput probe: fewer GPUs than the reference are allowed")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="DOTTED.PATH=VALUE",
+        help="set a recipe value, e.g. model.config.recompute_granularity=full (repeatable; "
+        "VALUE takes the type of the value it replaces)",
+    )
+    parser.add_argument(
+        "--probe", action="store_true", help="a throughput probe: fewer GPUs than the reference are allowed"
+    )
 
 
 def spec_from_args(model: str, args: argparse.Namespace) -> models.ModelSpec:
@@ -86,8 +105,10 @@ def spec_from_args(model: str, args: argparse.Namespace) -> models.ModelSpec:
     spec = reference.with_changes(probe=args.probe, **changes)
     fixed = reference_changes(reference, spec)
     if fixed and not spec.probe:
-        raise AcceptanceError(f"{model}: {'; '.join(fixed)}: the reference fixes these for an acceptance run (a "
-                              "probe may change them: --probe, never a baseline)")
+        raise AcceptanceError(
+            f"{model}: {'; '.join(fixed)}: the reference fixes these for an acceptance run (a "
+            "probe may change them: --probe, never a baseline)"
+        )
     return spec
 
 
@@ -102,5 +123,3 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
             raise AcceptanceError(f"--override {item!r}: expected DOTTED.PATH=VALUE")
         parsed[key] = yaml.safe_load(value)
     return parsed
-
-

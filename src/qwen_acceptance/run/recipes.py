@@ -107,9 +107,12 @@ def _node_and_leaf(root: Any, dotted: str, where: str) -> tuple[Any, str, Any]:
 def typed_value(dotted: str, value: Any, current: Any, where: str) -> Any:
     """``value`` as the type of the value it replaces: ``9e-4`` (a string to YAML 1.1) reaches a float field as a
     float; ``abc``, an empty value or ``1e3`` never reach an integer field. A field that is None takes any value."""
+
     def bad(expected: str) -> AcceptanceError:
-        return AcceptanceError(f"{where}: override '{dotted}={'' if value is None else value}': expected "
-                               f"{expected} (the recipe has {current!r})")
+        return AcceptanceError(
+            f"{where}: override '{dotted}={'' if value is None else value}': expected "
+            f"{expected} (the recipe has {current!r})"
+        )
 
     if current is None:
         return value
@@ -165,8 +168,7 @@ def resolve_attention(choice: str, te: bool) -> str:
     return choice
 
 
-def build(spec: ModelSpec, paths: RunPaths, *, nodes: int = 1, te: bool | None = None,
-          attention: str = "auto") -> Any:
+def build(spec: ModelSpec, paths: RunPaths, *, nodes: int = 1, te: bool | None = None, attention: str = "auto") -> Any:
     """The recipe for ``spec`` on ``nodes`` nodes as NeMo-Run config; ``te`` defaults to whether Transformer Engine
     is importable; ``attention`` as ``resolve_attention`` says."""
     import nemo_run as run
@@ -234,14 +236,48 @@ def without_transformer_engine(recipe: Any) -> None:
             setattr(config, name, False)
 
 
-SHAPE = ("num_layers", "hidden_size", "num_attention_heads", "num_query_groups", "kv_channels", "ffn_hidden_size",
-         "vocab_size", "seq_length", "num_moe_experts", "moe_router_topk", "moe_ffn_hidden_size", "normalization",
-         "qk_layernorm", "add_qkv_bias", "add_bias_linear", "gated_linear_unit", "activation_func", "init_method_std",
-         "rotary_base", "position_embedding_type", "share_embeddings_and_output_weights", "layernorm_epsilon",
-         "hidden_dropout", "attention_dropout", "make_vocab_size_divisible_by", "moe_aux_loss_coeff",
-         "moe_router_load_balancing_type", "recompute_granularity")
-OPTIM = ("optimizer", "lr", "weight_decay", "adam_beta1", "adam_beta2", "adam_eps", "clip_grad", "bf16", "fp16",
-         "use_distributed_optimizer")
+SHAPE = (
+    "num_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "num_query_groups",
+    "kv_channels",
+    "ffn_hidden_size",
+    "vocab_size",
+    "seq_length",
+    "num_moe_experts",
+    "moe_router_topk",
+    "moe_ffn_hidden_size",
+    "normalization",
+    "qk_layernorm",
+    "add_qkv_bias",
+    "add_bias_linear",
+    "gated_linear_unit",
+    "activation_func",
+    "init_method_std",
+    "rotary_base",
+    "position_embedding_type",
+    "share_embeddings_and_output_weights",
+    "layernorm_epsilon",
+    "hidden_dropout",
+    "attention_dropout",
+    "make_vocab_size_divisible_by",
+    "moe_aux_loss_coeff",
+    "moe_router_load_balancing_type",
+    "recompute_granularity",
+)
+OPTIM = (
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_eps",
+    "clip_grad",
+    "bf16",
+    "fp16",
+    "use_distributed_optimizer",
+)
 
 
 def _plain(value: Any) -> Any:

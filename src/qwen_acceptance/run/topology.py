@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from qwen_acceptance.errors import AcceptanceError
 from qwen_acceptance.models import ModelSpec

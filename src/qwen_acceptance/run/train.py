@@ -12,8 +12,9 @@ import json
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from qwen_acceptance import models
 from qwen_acceptance.judge.conformance import reference_changes
@@ -118,7 +119,9 @@ def order_ddp_init() -> str:
             default.wait_stream(side)
 
     MegatronParallel.init_ddp = init_ddp
-    return "DDP built in stream order with the default stream (nemo.lightning.megatron_parallel.MegatronParallel.init_ddp)"
+    return (
+        "DDP built in stream order with the default stream (nemo.lightning.megatron_parallel.MegatronParallel.init_ddp)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -128,25 +131,41 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tokenizer-dir", type=Path, required=True)
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--nodes", type=int, default=1)
-    parser.add_argument("--te", choices=recipes.TE_CHOICES, default="auto",
-                        help="use Transformer Engine (auto: when it imports)")
-    parser.add_argument("--attention", choices=recipes.ATTENTION_CHOICES, default="auto",
-                        help="core attention (auto: TE's with TE, else PyTorch SDPA)")
+    parser.add_argument(
+        "--te", choices=recipes.TE_CHOICES, default="auto", help="use Transformer Engine (auto: when it imports)"
+    )
+    parser.add_argument(
+        "--attention",
+        choices=recipes.ATTENTION_CHOICES,
+        default="auto",
+        help="core attention (auto: TE's with TE, else PyTorch SDPA)",
+    )
     add_run_arguments(parser)
     args = parser.parse_args(argv)
 
     spec = spec_from_args(args.model, args)
     te = recipes.resolve_te(args.te)
     applied = runtime_workarounds(te=te, seed=spec.seed)
-    recipe = recipes.build(spec, recipes.RunPaths(args.data_prefix, args.tokenizer_dir, args.run_dir),
-                           nodes=args.nodes, te=te, attention=args.attention)
+    recipe = recipes.build(
+        spec,
+        recipes.RunPaths(args.data_prefix, args.tokenizer_dir, args.run_dir),
+        nodes=args.nodes,
+        te=te,
+        attention=args.attention,
+    )
     if int(os.environ.get("RANK", "0")) == 0:
         reference = models.get_model(args.model, args.models)
-        resolved = {**recipes.resolved(recipe), "model": spec.name, "seed": spec.seed, "probe": spec.probe,
-                    "changes_from_reference": reference_changes(reference, spec),
-                    "layout": spec.layout.describe(), "transformer_engine": te,
-                    "attention": recipes.resolve_attention(args.attention, te),
-                    "runtime_workarounds": applied}
+        resolved = {
+            **recipes.resolved(recipe),
+            "model": spec.name,
+            "seed": spec.seed,
+            "probe": spec.probe,
+            "changes_from_reference": reference_changes(reference, spec),
+            "layout": spec.layout.describe(),
+            "transformer_engine": te,
+            "attention": recipes.resolve_attention(args.attention, te),
+            "runtime_workarounds": applied,
+        }
         print(CONFIG_MARKER + json.dumps(resolved, default=str), flush=True)
         print(ENV_MARKER + json.dumps(environment(), default=str), flush=True)
 
@@ -155,9 +174,17 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     fiddle.build(recipe)()
     if torch.cuda.is_available():  # every rank: the probe reports the largest
-        print(PEAK_MARKER + json.dumps({"rank": int(os.environ.get("RANK", "0")),
-                                        "max_allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
-                                        "max_reserved_gib": torch.cuda.max_memory_reserved() / 2**30}), flush=True)
+        print(
+            PEAK_MARKER
+            + json.dumps(
+                {
+                    "rank": int(os.environ.get("RANK", "0")),
+                    "max_allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
+                    "max_reserved_gib": torch.cuda.max_memory_reserved() / 2**30,
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

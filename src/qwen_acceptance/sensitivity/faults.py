@@ -5,10 +5,11 @@ the suite should fail them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from qwen_acceptance import models, yamlio
 from qwen_acceptance.errors import AcceptanceError
@@ -33,8 +34,9 @@ class Variant:
 
     def spec(self, base: models.ModelSpec) -> models.ModelSpec:
         """The model's run with this variant's changes: always a probe (it may change what the reference fixes)."""
-        changes: dict[str, Any] = {k: getattr(self, k) for k in ("seed", "micro_batch_size", "gpus")
-                                   if getattr(self, k) is not None}
+        changes: dict[str, Any] = {
+            k: getattr(self, k) for k in ("seed", "micro_batch_size", "gpus") if getattr(self, k) is not None
+        }
         if self.layout is not None:
             changes["layout"] = models.parse_layout(self.layout, base.layout)
         lr = base.lr
@@ -70,8 +72,7 @@ def catalogue(path: Path | None = None) -> dict[str, Variant]:
             raise AcceptanceError(f"{where}: field 'kind' must be one of {', '.join(KINDS)}")
         if not isinstance(entry.get("why"), str):
             raise AcceptanceError(f"{where}: field 'why' must say what the variant stands for")
-        found[str(name)] = Variant(name=str(name), **{k: dict(v) if k == "overrides" else v
-                                                       for k, v in entry.items()})
+        found[str(name)] = Variant(name=str(name), **{k: dict(v) if k == "overrides" else v for k, v in entry.items()})
     return found
 
 
@@ -86,6 +87,7 @@ def select(names: Iterable[str] | None, scales: Iterable[float], path: Path | No
     table = catalogue(path)
     names = list(names or ([] if scales else table))
     if unknown := [n for n in names if n not in table]:
-        raise AcceptanceError(f"--faults: unknown variant(s) {', '.join(unknown)}; the catalogue has "
-                              f"{', '.join(table)}")
+        raise AcceptanceError(
+            f"--faults: unknown variant(s) {', '.join(unknown)}; the catalogue has {', '.join(table)}"
+        )
     return [table[n] for n in names] + [lr_variant(s) for s in scales]

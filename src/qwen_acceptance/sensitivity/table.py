@@ -4,15 +4,15 @@ kernel would not show there, so detection is judged by the numeric checks alone 
 own. A variant that crashes or needs more GPUs than are here is a row that says so, and the table is rewritten
 after every variant, so a matrix cut short keeps what it measured."""
 
-
 from __future__ import annotations
 
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from qwen_acceptance import models, yamlio
 from qwen_acceptance.errors import AcceptanceError
@@ -54,8 +54,9 @@ class Row:
         return "caught" if self.detected else "missed"
 
 
-def judge(log: TrainingLog, base: models.ModelSpec, run: models.ModelSpec, entry: baselines.Baseline,
-          where: Path) -> dict[str, verdict.Check]:
+def judge(
+    log: TrainingLog, base: models.ModelSpec, run: models.ModelSpec, entry: baselines.Baseline, where: Path
+) -> dict[str, verdict.Check]:
     """Exactly the checks the pytest suite runs, against the base model's baseline."""
     checks = [verdict.check_final_step(log, base.final_step), verdict.check_finite_loss(log)]
     numeric: dict[str, Callable[[], verdict.Check]] = {
@@ -76,16 +77,24 @@ def _cell(check: dict[str, Any] | None) -> str:
     if check is None:
         return "—"
     values = check.get("values") or {}
-    number = next((f"{values[k]:+.1f}%" for k in ("loss_delta_pct", "curve_worst_deviation_pct",
-                                                   "throughput_change_pct") if k in values), None)
+    number = next(
+        (
+            f"{values[k]:+.1f}%"
+            for k in ("loss_delta_pct", "curve_worst_deviation_pct", "throughput_change_pct")
+            if k in values
+        ),
+        None,
+    )
     if number is None and "curve_correlation" in values:
         number = f"{values['curve_correlation']:.4f}"
     return f"{'pass' if check['passed'] else '**FAIL**'} {number or ''}".strip()
 
 
 def markdown(model: str, rows: list[Row]) -> str:
-    head = ("| variant | kind | completed | final loss | curve band | correlation | throughput | conformance | "
-            "outcome |\n|---|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| variant | kind | completed | final loss | curve band | correlation | throughput | conformance | "
+        "outcome |\n|---|---|---|---|---|---|---|---|---|\n"
+    )
     lines = []
     for r in rows:
         if r.status != "judged":
@@ -95,7 +104,8 @@ def markdown(model: str, rows: list[Row]) -> str:
         lines.append(
             f"| {r.variant} | {r.kind} | {'yes' if done else '**no**'} | "
             + " | ".join(_cell(r.checks.get(n)) for n in NUMERIC)
-            + f" | {'follows' if r.conforms else 'differs'} | {r.outcome} |")
+            + f" | {'follows' if r.conforms else 'differs'} | {r.outcome} |"
+        )
     return f"# Sensitivity of the suite's checks: {model}\n\n" + head + "\n".join(lines) + "\n"
 
 
@@ -128,9 +138,16 @@ def _execute(the_plan: Plan, limits: Limits, progress: TextIO | None) -> Outcome
     return plan.execute(the_plan, limits=limits, progress=progress)
 
 
-def run_matrix(base: models.ModelSpec, variants: list[Variant], out: Path, setup: Setup, *,
-               progress: TextIO | None = sys.stderr, execute: Execute = _execute,
-               visible_gpus: int | None = None) -> list[Row]:
+def run_matrix(
+    base: models.ModelSpec,
+    variants: list[Variant],
+    out: Path,
+    setup: Setup,
+    *,
+    progress: TextIO | None = sys.stderr,
+    execute: Execute = _execute,
+    visible_gpus: int | None = None,
+) -> list[Row]:
     """Train and judge every variant, rewriting ``out``/table.md and table.json after each."""
     entry = baselines.require(baselines.load(setup.baselines_path), base.name, setup.baselines_path)
     here = topology.visible_gpus() if visible_gpus is None else visible_gpus
@@ -138,17 +155,25 @@ def run_matrix(base: models.ModelSpec, variants: list[Variant], out: Path, setup
     rows: list[Row] = []
     for number, variant in enumerate(variants, 1):
         if progress:
-            print(f"[sensitivity] {number}/{len(variants)} {variant.name} ({variant.kind}): {variant.why}",
-                  file=progress, flush=True)
+            print(
+                f"[sensitivity] {number}/{len(variants)} {variant.name} ({variant.kind}): {variant.why}",
+                file=progress,
+                flush=True,
+            )
         row = Row(variant.name, variant.kind, variant.why, "judged")
         spec = variant.spec(base)
         if spec.gpus > here:
             row.status, row.reason = "skipped", f"needs {spec.gpus} GPUs, {here} here"
         else:
             data = replace(setup.data, append_eod=variant.append_eod)
-            the_plan = plan.prepare(spec, runs_dir=setup.runs_dir / variant.name, data=data,
-                                    models_file=setup.models_file, te=setup.te,
-                                    attention=variant.attention or setup.attention)
+            the_plan = plan.prepare(
+                spec,
+                runs_dir=setup.runs_dir / variant.name,
+                data=data,
+                models_file=setup.models_file,
+                te=setup.te,
+                attention=variant.attention or setup.attention,
+            )
             outcome = execute(the_plan, setup.limits, progress)
             if outcome.log_path.is_file():
                 row.log = str(Path("logs") / f"{variant.name}.log")
@@ -157,14 +182,18 @@ def run_matrix(base: models.ModelSpec, variants: list[Variant], out: Path, setup
                 row.status, row.reason = "crashed", outcome.failure().splitlines()[0]
             else:
                 checks = judge(outcome.log, base, spec, entry, setup.baselines_path)
-                row.checks = {n: {"passed": c.passed, "detail": c.detail, "values": dict(c.values)}
-                              for n, c in checks.items()}
+                row.checks = {
+                    n: {"passed": c.passed, "detail": c.detail, "values": dict(c.values)} for n, c in checks.items()
+                }
                 result = conformance.check(outcome.log, base, reference.expected(base))
                 row.conforms, row.differences = result.conforms, list(result.differences)
                 row.reason = "" if outcome.ok else outcome.failure().splitlines()[0]
         rows.append(row)
         write(out, base.name, rows)
         if progress:
-            print(f"[sensitivity] {variant.name}: {row.outcome}" + (f" ({row.reason})" if row.reason else ""),
-                  file=progress, flush=True)
+            print(
+                f"[sensitivity] {variant.name}: {row.outcome}" + (f" ({row.reason})" if row.reason else ""),
+                file=progress,
+                flush=True,
+            )
     return rows
