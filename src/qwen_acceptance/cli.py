@@ -20,6 +20,7 @@ from qwen_acceptance.errors import AcceptanceError
 from qwen_acceptance.judge import baselines, logparse, metrics, verdict
 from qwen_acceptance.perf import probe
 from qwen_acceptance.run import plan, recipes
+from qwen_acceptance.run.monitor import Outcome
 from qwen_acceptance.run.options import LIVE_OPTIONS, add_run_arguments, data_choice, limits_from, spec_from_args
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
@@ -122,25 +123,37 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
-def cmd_launch(args: argparse.Namespace) -> int:
-    spec = spec_from_args(args.model, args)
-    if args.override and not args.dry_run:  # a dry run builds the recipe anyway
-        recipes.check_overrides(spec)
-    the_plan = plan.prepare(
+def _prepare(spec: models.ModelSpec, args: argparse.Namespace, *, prepare_data: bool = True) -> plan.Plan:
+    return plan.prepare(
         spec,
         runs_dir=args.runs_dir,
         data=data_choice(args),
         models_file=args.models,
         te=args.te,
         attention=args.attention,
-        prepare_data=not args.dry_run,
+        prepare_data=prepare_data,
     )
+
+
+def _execute(the_plan: plan.Plan, args: argparse.Namespace) -> Outcome | None:
+    """The run under the monitor with the live line on stderr; None (said on stderr) when it did not end well."""
+    outcome = plan.execute(the_plan, limits=limits_from(args), progress=sys.stderr)
+    if not outcome.ok:
+        print(f"qwen-acceptance: {the_plan.spec.name}: {outcome.failure()}", file=sys.stderr)
+        return None
+    return outcome
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args.model, args)
+    if args.override and not args.dry_run:  # a dry run builds the recipe anyway
+        recipes.check_overrides(spec)
+    the_plan = _prepare(spec, args, prepare_data=not args.dry_run)
     if args.dry_run:
         print(yamlio.dump(plan.describe(the_plan, args.te, args.attention)), end="")
         return EXIT_PASS
-    outcome = plan.execute(the_plan, limits=limits_from(args), progress=sys.stderr)
-    if not outcome.ok:
-        print(f"qwen-acceptance: {spec.name}: {outcome.failure()}", file=sys.stderr)
+    outcome = _execute(the_plan, args)
+    if outcome is None:
         return EXIT_FAIL
     log, last = outcome.log, outcome.log.last_step
     try:
@@ -165,17 +178,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     if args.override:
         recipes.check_overrides(spec)
-    the_plan = plan.prepare(
-        spec,
-        runs_dir=args.runs_dir,
-        data=data_choice(args),
-        models_file=args.models,
-        te=args.te,
-        attention=args.attention,
-    )
-    outcome = plan.execute(the_plan, limits=limits_from(args), progress=sys.stderr)
-    if not outcome.ok:
-        print(f"qwen-acceptance: {spec.name}: {outcome.failure()}", file=sys.stderr)
+    outcome = _execute(_prepare(spec, args), args)
+    if outcome is None:
         return EXIT_FAIL
     result = probe.result(spec, outcome.log, outcome.log_path)
     if args.json:

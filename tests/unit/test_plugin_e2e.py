@@ -52,6 +52,11 @@ class Suite:
         result.text = result.stdout.str() + "\n" + result.stderr.str()
         return result
 
+    def judge(self, model, log, baselines=None, *args, env=None):
+        """``-m MODEL --from-log MODEL=LOG [--baselines FILE] ARGS``: the common case."""
+        chosen = ("--baselines", baselines) if baselines is not None else ()
+        return self.run("-m", model, "--from-log", f"{model}={log}", *chosen, *args, env=env)
+
 
 def by_test(result, model):
     """Each rule's outcome for ``model``, from pytest's short summary (-rA)."""
@@ -99,16 +104,7 @@ def _baselines(tmp_path, loss):
 
 
 def test_passing_log_passes(suite, tmp_path, full_log):
-    out = suite.run(
-        "-m",
-        "qwen3_8b",
-        "--from-log",
-        f"qwen3_8b={full_log}",
-        "--baselines",
-        _baselines(tmp_path, 3.1),
-        "--benchmark-json",
-        tmp_path / "bench.json",
-    )
+    out = suite.judge("qwen3_8b", full_log, _baselines(tmp_path, 3.1), "--benchmark-json", tmp_path / "bench.json")
     out.assert_outcomes(passed=8)
     bench = json.loads((tmp_path / "bench.json").read_text())["benchmarks"][0]
     assert bench["stats"]["rounds"] == 980  # steps 10..989: the reference window
@@ -119,7 +115,7 @@ def test_passing_log_passes(suite, tmp_path, full_log):
 
 
 def test_failing_log_fails(suite, tmp_path, full_log):
-    out = suite.run("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}", "--baselines", _baselines(tmp_path, 2.5))
+    out = suite.judge("qwen3_8b", full_log, _baselines(tmp_path, 2.5))
     out.assert_outcomes(passed=7, failed=1)
     assert by_test(out, "qwen3_8b")["test_final_loss_within_tolerance"] == "failed"
     assert "+20.08% (tolerance ±5%)" in out.text
@@ -127,7 +123,7 @@ def test_failing_log_fails(suite, tmp_path, full_log):
 
 def test_short_run_fails_final_step(suite, tmp_path, full_log):
     log = reference_log(tmp_path / "short.log", 600, loss=lambda s: 3.0)
-    out = suite.run("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", _baselines(tmp_path, 3.0))
+    out = suite.judge("qwen3_8b", log, _baselines(tmp_path, 3.0))
     outcomes = by_test(out, "qwen3_8b")
     # Never a pass: the run planned 600 steps, did not reach step 999, and has no final loss.
     assert outcomes["test_run_follows_reference"] == outcomes["test_final_step_reached"] == "failed"
@@ -140,7 +136,7 @@ def test_short_run_fails_final_step(suite, tmp_path, full_log):
 
 def test_nan_run_fails(suite, tmp_path, full_log):
     log = reference_log(tmp_path / "nan.log", loss=lambda s: float("nan") if s == 400 else 3.0)
-    out = suite.run("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", _baselines(tmp_path, 3.0))
+    out = suite.judge("qwen3_8b", log, _baselines(tmp_path, 3.0))
     assert by_test(out, "qwen3_8b")["test_loss_finite"] == "failed"
     assert "loss NaN/inf at steps [400]" in out.text
 
@@ -201,7 +197,7 @@ def test_baseline_update_flow(suite, tmp_path, full_log):
         + MEASURED
         + "qwen3_8b:\n  final_loss: null\n  tolerance: 0.04\n"
     )
-    out = suite.run("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}", "--baselines", base, "--baseline-update")
+    out = suite.judge("qwen3_8b", full_log, base, "--baseline-update")
     # A session that updates baselines is never green; nothing judges against the file while this session
     # rewrites it (so no outcome depends on test order): the four baseline rules are skipped, saying why.
     out.assert_outcomes(passed=4, skipped=4, failed=1)
@@ -211,32 +207,27 @@ def test_baseline_update_flow(suite, tmp_path, full_log):
     text = base.read_text()
     assert text.startswith("# keep me\nqwen25_7b:\n  final_loss: 9.5  # and me\n")
     assert "tolerance: 0.04" in text and "log_sha256:" in text
-    out = suite.run("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}", "--baselines", base)
+    out = suite.judge("qwen3_8b", full_log, base)
     out.assert_outcomes(passed=8)
 
 
-def test_update_session_outcomes_do_not_depend_on_test_order(suite, tmp_path, full_log):
-    """The record test first or last: the other tests' outcomes are the same, and so is the file written."""
+def test_update_session_outcomes_do_not_depend_on_test_order(suite, pytester, tmp_path, full_log):
+    """With the record test last (the file's order) or first: the same outcomes, and the same file written, since
+    no test of an updating session judges against the file it rewrites."""
+    source = (ROOT / "tests/acceptance/test_pretraining.py").read_text()
+    record = source[source.index("def test_record_baseline") :]
+    first = source.replace(record, "").replace(
+        "\n\ndef test_run_follows_reference", f"\n\n{record}\n\ndef test_run_follows_reference"
+    )
     written = []
-    for order in ("test_record_baseline", "test_final_loss_within_tolerance"):
-        base = tmp_path / f"baselines-{order}.yaml"
+    for text in (source, first):
+        pytester.makepyfile(test_pretraining=text)
+        base = tmp_path / "baselines.yaml"
         base.write_text("qwen3_8b:\n  final_loss: 2.0\n" + MEASURED)  # an old baseline the run is far from
-        selection = f"{order} or {'test_final_loss' if order == 'test_record_baseline' else 'test_record'}"
-        out = suite.run(
-            "-m",
-            "qwen3_8b",
-            "-k",
-            selection,
-            "--from-log",
-            f"qwen3_8b={full_log}",
-            "--baselines",
-            base,
-            "--baseline-update",
-            "-p",
-            "no:randomly",
-        )
-        out.assert_outcomes(skipped=1, failed=1)
+        out = suite.judge("qwen3_8b", full_log, base, "--baseline-update")
+        out.assert_outcomes(passed=4, skipped=4, failed=1)
         written.append(re.sub(r"date: '?[^\n']+'?", "", base.read_text()))
+    assert first.index("def test_record_baseline") < first.index("def test_final_loss_within_tolerance")
     assert written[0] == written[1]
 
 
@@ -244,7 +235,7 @@ def test_baseline_update_refuses_incomplete_run(suite, tmp_path):
     base = tmp_path / "baselines.yaml"
     base.write_text("qwen3_8b:\n  final_loss: null\n")
     log = reference_log(tmp_path / "short.log", 700, loss=lambda s: 3.0)
-    out = suite.run("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", base, "--baseline-update")
+    out = suite.judge("qwen3_8b", log, base, "--baseline-update")
     assert by_test(out, "qwen3_8b")["test_record_baseline"] == "failed"
     assert "not updating the baseline from an incomplete or unclean run" in out.text
     assert base.read_text() == "qwen3_8b:\n  final_loss: null\n"
@@ -388,9 +379,9 @@ def test_curve_and_throughput_gates(suite, tmp_path):
     base_log = reference_log(tmp_path / "base.log", loss=healthy)
     base = tmp_path / "baselines.yaml"
     base.write_text("qwen3_8b:\n  final_loss: null\n")
-    suite.run("-m", "qwen3_8b", "--from-log", f"qwen3_8b={base_log}", "--baselines", base, "--baseline-update")
+    suite.judge("qwen3_8b", base_log, base, "--baseline-update")
     bad = reference_log(tmp_path / "bad.log", loss=lambda s: healthy(s) * (1.6 if 300 <= s < 400 else 1.0))
-    out = suite.run("-m", "qwen3_8b", "--from-log", f"qwen3_8b={bad}", "--baselines", base)
+    out = suite.judge("qwen3_8b", bad, base)
     out.assert_outcomes(passed=6, failed=2)
     outcomes = by_test(out, "qwen3_8b")
     assert outcomes["test_final_loss_within_tolerance"] == "passed"
@@ -401,23 +392,14 @@ def test_curve_and_throughput_gates(suite, tmp_path):
         (1.3, "+30.0% from the baseline's 131,072 (band -10% / +20%; a gain this large asks"),
     ):
         log = reference_log(tmp_path / f"speed{factor}.log", loss=healthy, tokens=lambda s, f=factor: 131072.0 * f)
-        out = suite.run("-m", "qwen3_8b", "--from-log", f"qwen3_8b={log}", "--baselines", base)
+        out = suite.judge("qwen3_8b", log, base)
         out.assert_outcomes(passed=7, failed=1)
         assert by_test(out, "qwen3_8b")["test_throughput_within_band"] == "failed"
         assert message in out.text
 
 
 def test_report_and_junit_properties(suite, tmp_path, full_log):
-    out = suite.run(
-        "-m",
-        "qwen3_8b",
-        "--from-log",
-        f"qwen3_8b={full_log}",
-        "--baselines",
-        _baselines(tmp_path, 3.1),
-        "--junitxml",
-        tmp_path / "junit.xml",
-    )
+    out = suite.judge("qwen3_8b", full_log, _baselines(tmp_path, 3.1), "--junitxml", tmp_path / "junit.xml")
     out.assert_outcomes(passed=8)
     (summary,) = suite.runs.glob("qwen3_8b/recorded-*/report/summary.md")
     assert f"qwen3_8b: {summary}" in out.text  # pytest says where the report is
@@ -438,7 +420,7 @@ def test_report_and_junit_properties(suite, tmp_path, full_log):
 def test_corrupt_baselines_is_one_line_not_a_traceback(suite, tmp_path, full_log):
     base = tmp_path / "baselines.yaml"
     base.write_text("qwen3_8b:\n  final_loss: 3.0\n  tolerance: 0.05\n")  # measured, but no provenance
-    out = suite.run("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}", "--baselines", base)
+    out = suite.judge("qwen3_8b", full_log, base)
     out.assert_outcomes(passed=4, errors=4)  # the four rules that need the baseline
     assert "qwen-acceptance: " + str(base) + ": qwen3_8b: a measured baseline needs provenance field(s)" in out.text
     assert "Traceback" not in out.text and "raise AcceptanceError" not in out.text
@@ -452,7 +434,7 @@ def test_a_log_of_another_model_fails_conformance(suite):
 
 
 def test_what_a_log_does_not_show_is_a_warning_not_a_silent_pass(suite, tmp_path, full_log):
-    out = suite.run("-m", "qwen3_8b", "--from-log", f"qwen3_8b={full_log}", "--baselines", _baselines(tmp_path, 3.1))
+    out = suite.judge("qwen3_8b", full_log, _baselines(tmp_path, 3.1))
     out.assert_outcomes(passed=8, warnings=1)
     assert (
         "qwen3_8b: not verified from the log: seed, model shape, optimizer and precision (the log has no "
@@ -468,14 +450,14 @@ def test_baseline_update_takes_provenance_from_the_log_and_refuses_another_confi
     base = tmp_path / "baselines.yaml"
     base.write_text("smoke_qwen3:\n  final_loss: null\n")
     tp2 = SMOKE_RUNS / "smoke_qwen3-h200x2-tp2.log"
-    out = suite.run("-m", "smoke_qwen3", "--from-log", f"smoke_qwen3={tp2}", "--baselines", base, "--baseline-update")
+    out = suite.judge("smoke_qwen3", tp2, base, "--baseline-update")
     assert "baseline updated" in out.text, out.text
     provenance = yaml.safe_load(base.read_text())["smoke_qwen3"]["provenance"]
     assert (provenance["gpus"], provenance["layout"], provenance["seed"]) == (2, "TP2 PP1 CP1", 1234)
     assert provenance["max_steps"] == 200 and provenance["global_batch_size"] == 16
     before = base.read_text()
     seed = SMOKE_RUNS / "smoke_qwen3-h200x1-seed4321.log"
-    out = suite.run("-m", "smoke_qwen3", "--from-log", f"smoke_qwen3={seed}", "--baselines", base, "--baseline-update")
+    out = suite.judge("smoke_qwen3", seed, base, "--baseline-update")
     assert (
         "not updating the baseline from a run that differs from the reference configuration: data.seed 4321 "
         "(reference 1234)"
