@@ -1,24 +1,35 @@
-"""Preprocessing speed: NeMo's reference behaviour against `qwen-acceptance preprocess`, same input and workers.
+"""Preprocessing speed: NeMo's reference behaviour against `qwen-acceptance preprocess`, swept over worker counts.
 
 The reference path is what NeMo 2.5's preprocess_data_for_megatron.py does with the reference flags: NeMo's own
 tokenizer (get_nmt_tokenizer, huggingface library, slow tokenizer), text_to_ids one document at a time through a
-multiprocessing pool (imap, chunks of 25), written with Megatron-Core's IndexedDatasetBuilder. Both outputs are
-compared byte for byte. Usage:
-    python benchmarks/preprocess_bench.py [--megabytes 16] [--workers 1 2]
-The input is unique real text: the Python standard library's source files (PSF License), one document each, in
-sorted order. (A corpus repeated to size would favour the slow tokenizer's per-word cache and mislead.)
+multiprocessing pool (imap, chunks of 25), written with Megatron-Core's IndexedDatasetBuilder. Ours is
+``preprocess.build``. Every point runs in a fresh process, whose whole tree is sampled for its peak resident memory;
+every output is compared byte for byte with the first one. Usage:
+
+    python benchmarks/preprocess_bench.py [--megabytes 200] [--workers 1 2 4 8 16] [--paths ours reference]
+                                          [--json OUT.json]
+
+The input is unique real text: the Python source files of this interpreter's standard library and site-packages,
+one document each, deduplicated by content, in sorted order, until ``--megabytes`` of JSON lines (a corpus
+repeated to size would favour the slow tokenizer's per-word cache and mislead). The parent's own CPU time is
+reported as the share of the time it was busy (ours: from its pool's start; the reference's: in all): the rate divided
+by that share is where the single reader and writer would become the ceiling.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
+import os
+import subprocess
+import sys
+import sysconfig
 import tempfile
+import threading
 import time
 from pathlib import Path
-
-from qwen_acceptance.data import preprocess, sources
 
 _TOKENIZER = None
 
@@ -34,14 +45,13 @@ def _encode(line: str) -> list[int]:
     return _TOKENIZER.text_to_ids(json.loads(line)["text"])
 
 
-def reference(path: Path, prefix: Path, workers: int, tokenizer_dir: Path) -> tuple[float, int]:
+def reference(path: Path, prefix: Path, workers: int, tokenizer_dir: Path) -> int:
     import torch
     from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
 
     _init(str(tokenizer_dir))
     builder = IndexedDatasetBuilder(f"{prefix}_text_document.bin", dtype=DType.optimal_dtype(_TOKENIZER.vocab_size))
     tokens = 0
-    start = time.monotonic()
     with (
         multiprocessing.get_context("fork").Pool(workers, _init, (str(tokenizer_dir),)) as pool,
         path.open(encoding="utf-8") as handle,
@@ -52,46 +62,160 @@ def reference(path: Path, prefix: Path, workers: int, tokenizer_dir: Path) -> tu
                 builder.end_document()
                 tokens += len(ids)
     builder.finalize(f"{prefix}_text_document.idx")
-    return time.monotonic() - start, tokens
+    return tokens
+
+
+def one_point(which: str, path: Path, prefix: Path, workers: int) -> dict:
+    """One measurement, in this (fresh) process: wall seconds, the parent's CPU seconds, tokens, output digest."""
+    from qwen_acceptance.data import preprocess, sources
+
+    tokenizer_dir = sources.bundled_qwen3_dir()
+    cpu0, start = time.process_time(), time.monotonic()
+    if which == "reference":
+        tokens = reference(path, prefix, workers, tokenizer_dir)
+        busy = None
+    else:
+        options = preprocess.Options(path, prefix, str(tokenizer_dir), workers=workers, progress=False)
+        report = preprocess.build(options)
+        tokens, busy = report.tokens, report.parent_busy
+    wall, cpu = time.monotonic() - start, time.process_time() - cpu0
+    digest = hashlib.sha256()
+    for suffix in (".bin", ".idx"):
+        digest.update(Path(f"{prefix}_text_document{suffix}").read_bytes())
+    # busy: ours measures its reader/writer from the pool's start (its imports and tokenizer load excluded).
+    return {
+        "seconds": wall,
+        "parent_cpu_seconds": cpu,
+        "parent_busy": busy if busy is not None else cpu / wall,
+        "tokens": tokens,
+        "sha256": digest.hexdigest(),
+    }
+
+
+def _tree_rss(root: int) -> int:
+    """Resident bytes of ``root`` and all its descendants, now."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid = int(stat.parent.name)
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(pid)
+            rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def measure(which: str, path: Path, prefix: Path, workers: int) -> dict:
+    """``one_point`` in a child process, its process tree's resident memory sampled every 0.2 s."""
+    cmd = [sys.executable, "-W", "ignore", __file__, "--one", which, str(path), str(prefix), str(workers)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    peak = 0
+
+    def sample() -> None:
+        nonlocal peak
+        while proc.poll() is None:
+            peak = max(peak, _tree_rss(proc.pid))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = proc.communicate()
+    sampler.join()
+    if proc.returncode:
+        raise SystemExit(f"{which} with {workers} workers failed (exit {proc.returncode})")
+    return {**json.loads(out.splitlines()[-1]), "peak_rss_gib": peak / 2**30}
+
+
+def write_corpus(path: Path, megabytes: float) -> tuple[int, int]:
+    """Unique Python sources (stdlib, then site-packages) as JSON lines; returns (documents, characters)."""
+    roots = [Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])]
+    seen: set[str] = set()
+    documents = chars = 0
+    with path.open("w", encoding="utf-8") as out:
+        for root in roots:
+            for source in sorted(root.rglob("*.py")):
+                try:
+                    text = source.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError):
+                    continue
+                key = hashlib.sha1(text.encode()).hexdigest()
+                if key in seen or not text.strip():
+                    continue
+                seen.add(key)
+                out.write(json.dumps({"text": text}) + "\n")
+                documents, chars = documents + 1, chars + len(text)
+                if out.tell() >= megabytes * 1e6:
+                    return documents, chars
+    return documents, chars
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--megabytes", type=float, default=16, help="characters of input, in millions")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    if sys.argv[1:2] == ["--one"]:
+        which, path, prefix, workers = sys.argv[2:6]
+        print(json.dumps(one_point(which, Path(path), Path(prefix), int(workers))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--megabytes", type=float, default=200, help="size of the JSON-lines input, in MB")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--paths", nargs="+", choices=["ours", "reference"], default=["ours", "reference"])
+    parser.add_argument("--json", type=Path, help="also write every point here")
     args = parser.parse_args()
-    tokenizer_dir = sources.bundled_qwen3_dir()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         path = tmp / "corpus.jsonl"
-        chars = 0
-        with path.open("w", encoding="utf-8") as out:
-            for source in sorted(Path(json.__file__).parents[1].glob("*.py")) + sorted(
-                Path(json.__file__).parents[1].glob("*/*.py")
-            ):
-                text = source.read_text(encoding="utf-8", errors="replace")
-                out.write(json.dumps({"text": text}) + "\n")
-                chars += len(text)
-                if chars >= args.megabytes * 1e6:
-                    break
-        print(f"input: Python stdlib sources, {path.stat().st_size / 1e6:.1f} MB, {chars / 1e6:.2f} M chars")
-        print("| workers | reference tokens/s | ours tokens/s | per worker: ref / ours | speed-up | identical |")
-        print("|---|---|---|---|---|---|")
-        for workers in args.workers:
-            ref_s, tokens = reference(path, tmp / f"ref{workers}", workers, tokenizer_dir)
-            report = preprocess.build(
-                preprocess.Options(path, tmp / f"ours{workers}", str(tokenizer_dir), workers=workers, progress=False)
-            )
-            same = all(
-                (tmp / f"ref{workers}_text_document{s}").read_bytes()
-                == (tmp / f"ours{workers}_text_document{s}").read_bytes()
-                for s in (".bin", ".idx")
-            )
-            assert report.tokens == tokens, (report.tokens, tokens)
-            ref_rate, our_rate = tokens / ref_s, tokens / report.seconds
-            print(
-                f"| {workers} | {ref_rate:,.0f} | {our_rate:,.0f} | {ref_rate / workers:,.0f} / "
-                f"{our_rate / workers:,.0f} | {our_rate / ref_rate:.1f}× | {same} |"
+        documents, chars = write_corpus(path, args.megabytes)
+        size = path.stat().st_size
+        print(
+            f"input: {documents} unique Python sources, {size / 1e6:.1f} MB, {chars / 1e6:.1f} M characters; "
+            f"{os.cpu_count()} CPUs"
+        )
+        print(
+            "| path | workers | tokens/s | MB/s | efficiency vs 1 worker | parent CPU / wall | parent ceiling "
+            "tokens/s | peak RSS (tree) GiB | identical |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        points, first_digest, base_rate = [], None, {}
+        for which in args.paths:
+            for workers in args.workers:
+                p = measure(which, path, tmp / f"{which}{workers}", workers)
+                rate = p["tokens"] / p["seconds"]
+                base_rate.setdefault(which, rate / workers if workers == 1 else None)
+                first_digest = first_digest or p["sha256"]
+                eff = rate / (workers * base_rate[which]) if base_rate[which] else None
+                ceiling = rate / p["parent_busy"] if p["parent_busy"] else None
+                points.append(
+                    {
+                        "path": which,
+                        "workers": workers,
+                        "tokens_per_s": rate,
+                        "mb_per_s": size / 1e6 / p["seconds"],
+                        "efficiency": eff,
+                        "identical": p["sha256"] == first_digest,
+                        **p,
+                    }
+                )
+                print(
+                    f"| {which} | {workers} | {rate:,.0f} | {size / 1e6 / p['seconds']:.2f} | "
+                    f"{'—' if eff is None else f'{eff:.0%}'} | {p['parent_busy']:.0%} | "
+                    f"{'—' if ceiling is None else f'{ceiling:,.0f}'} | {p['peak_rss_gib']:.2f} | "
+                    f"{'yes' if p['sha256'] == first_digest else 'NO'} |",
+                    flush=True,
+                )
+                for suffix in (".bin", ".idx"):
+                    Path(f"{tmp / f'{which}{workers}'}_text_document{suffix}").unlink()
+        if args.json:
+            args.json.write_text(
+                json.dumps(
+                    {"input_mb": size / 1e6, "documents": documents, "cpus": os.cpu_count(), "points": points}, indent=1
+                )
+                + "\n"
             )
 
 

@@ -102,6 +102,8 @@ def test_files_read_back_by_megatron_core(tmp_path, slow_tokenizer):
     kept = [d for d in docs if d]  # NeMo leaves out documents that tokenize to nothing
     assert len(dataset) == len(kept) and report.documents == 3 and report.empty_documents == 1
     assert list(dataset.document_indices) == list(range(len(kept) + 1))  # one sequence per document
+    # The reader/writer's own CPU time is measured, so a user can tell whether more workers would help.
+    assert report.parent_cpu_seconds > 0 and "busy" in report.summary()
     for i, text in enumerate(kept):
         assert dataset[i].dtype == np.int32
         assert dataset[i].tolist() == reference_ids(slow_tokenizer, text)  # no eod: the reference has none

@@ -53,14 +53,20 @@ class Report:
     empty_documents: int = 0
     skipped_lines: list[tuple[int, str]] = field(default_factory=list)
     seconds: float = 0.0
+    parent_cpu_seconds: float = 0.0  # the one reading and writing process, while the workers encoded
     encoder: str = ""
+
+    @property
+    def parent_busy(self) -> float:
+        """The share of the time the reader/writer was busy: more workers help while it is well below 1."""
+        return self.parent_cpu_seconds / self.seconds if self.seconds else 0.0
 
     def summary(self) -> str:
         rate = self.tokens / self.seconds if self.seconds else 0.0
         text = (
             f"{self.documents} documents, {self.tokens} tokens, {len(self.skipped_lines)} invalid lines skipped, "
             f"{self.empty_documents} empty documents left out, {self.seconds:.1f} s ({rate:,.0f} tokens/s, "
-            f"{self.encoder} encoder)"
+            f"{self.encoder} encoder; the reading and writing process busy {self.parent_busy:.0%} of the time)"
         )
         return text + "".join(f"\n  skipped line {n}: {why}" for n, why in self.skipped_lines[:20])
 
@@ -204,7 +210,7 @@ def build(options: Options) -> Report:
         report.encoder = encoders.choose(tokenizer_dir, options.encoder)
     except ValueError as exc:
         raise AcceptanceError(str(exc)) from None
-    start = time.monotonic()
+    start, cpu_start = time.monotonic(), time.process_time()
     # spawn, not fork: the caller may be multi-threaded (pytest, a launcher), and a forked child can inherit a
     # lock some other thread held. The workers import little (the tiktoken path starts in about a second).
     pool = multiprocessing.get_context("spawn").Pool(
@@ -250,7 +256,7 @@ def build(options: Options) -> Report:
         raise
     finally:
         pool.join()
-    report.seconds = time.monotonic() - start
+    report.seconds, report.parent_cpu_seconds = time.monotonic() - start, time.process_time() - cpu_start
     return report
 
 
