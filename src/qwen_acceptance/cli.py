@@ -224,9 +224,8 @@ def cmd_memory(args: argparse.Namespace) -> int:
 
     args.probe = True  # a plan, not an acceptance run: any GPU count
     spec = spec_from_args(args.model, args)
-    unused = Path("unused")
     try:
-        recipe = recipes.build(spec, recipes.RunPaths(unused, unused, unused), te=False, attention="sdpa")
+        recipe = recipes.for_reading(spec)
     except ImportError as exc:
         raise AcceptanceError(
             f"memory: reading {spec.name}'s NeMo recipe needs NeMo ({exc.name} not importable)"

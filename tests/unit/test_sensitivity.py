@@ -40,9 +40,8 @@ def test_every_variant_builds_its_nemo_recipe(base):
 
     from qwen_acceptance.run import recipes
 
-    unused = Path("unused")
     for variant in faults.catalogue().values():
-        recipe = recipes.build(variant.spec(MATRIX[base]), recipes.RunPaths(unused, unused, unused), te=False)
+        recipe = recipes.for_reading(variant.spec(MATRIX[base]))
         if variant.name == "fp16":
             assert recipe.trainer.plugins.params_dtype is torch.float16 and recipe.optim.config.fp16 is True
 

@@ -216,12 +216,18 @@ def build(spec: ModelSpec, paths: RunPaths, *, nodes: int = 1, te: bool | None =
     return recipe
 
 
+def for_reading(spec: ModelSpec) -> Any:
+    """The recipe NeMo builds for ``spec`` with placeholder paths and no TE: for reading its values (the reference
+    configuration, the memory model, override checks); no run uses it."""
+    unused = Path("unused")
+    return build(spec, RunPaths(unused, unused, unused), te=False, attention="sdpa")
+
+
 def check_overrides(spec: ModelSpec) -> None:
     """Build the recipe here, once, so a bad ``--override`` (unknown path, wrong type) fails before any process
     starts. Where NeMo is not importable here the training entry checks them instead, at its start."""
-    unused = Path("unused")
     try:
-        build(spec, RunPaths(unused, unused, unused), te=False)
+        for_reading(spec)
     except ImportError:
         return
 
