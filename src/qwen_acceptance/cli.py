@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from qwen_acceptance import models, yamlio
+from qwen_acceptance import argtypes, models, yamlio
 from qwen_acceptance.data import preprocess, sources
 from qwen_acceptance.errors import AcceptanceError
 from qwen_acceptance.judge import baselines, logparse, metrics, verdict
@@ -23,7 +24,7 @@ from qwen_acceptance.run import plan, recipes
 from qwen_acceptance.run.monitor import Outcome
 from qwen_acceptance.run.options import LIVE_OPTIONS, add_run_arguments, data_choice, limits_from, spec_from_args
 
-EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _print_json(data: dict) -> None:
@@ -72,12 +73,10 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
 def _resolve_baseline(args: argparse.Namespace, spec: models.ModelSpec | None) -> tuple[float, float]:
     if args.baseline_loss is not None:
-        if args.baseline_loss <= 0:
-            raise AcceptanceError(f"--baseline-loss must be positive, got {args.baseline_loss}")
-        return args.baseline_loss, args.tolerance or baselines.DEFAULT_TOLERANCE
+        return args.baseline_loss, baselines.DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     assert spec is not None
     entry = baselines.require(baselines.load(args.baselines), spec.name, args.baselines)
-    return entry.final_loss, args.tolerance or entry.tolerance
+    return entry.final_loss, entry.tolerance if args.tolerance is None else args.tolerance
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -114,8 +113,13 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         encoder=args.encoder,
     )
-    if options.workers < 1:
-        raise AcceptanceError(f"--workers must be at least 1, got {options.workers}")
+    cpus = os.cpu_count() or 1
+    if options.workers > cpus:
+        print(
+            f"qwen-acceptance: warning: --workers {options.workers} on a machine with {cpus} CPUs: each worker "
+            "holds a tokenizer (about 170 MB) and more workers than CPUs add memory, not speed",
+            file=sys.stderr,
+        )
     report = preprocess.build(options)
     for key, stem in report.outputs.items():
         print(f"wrote {stem}.bin and {stem}.idx ({key})")
@@ -232,7 +236,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
         ) from None
     dims, parallel = memory.for_recipe(spec, recipe.model.config)
     est = memory.estimate(dims, parallel)
-    capacities = {"--gpu-memory": args.gpu_memory} if args.gpu_memory else memory.capacities()
+    capacities = {"--gpu-memory": args.gpu_memory} if args.gpu_memory is not None else memory.capacities()
     fits = {name: memory.fits(est, gib) for name, gib in capacities.items()}
     if args.json:
         _print_json(
@@ -262,7 +266,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
         )
         for name, ok in fits.items():
             print(f"  {name} ({capacities[name]} GiB): {'fits' if ok else 'does not fit'}")
-    return EXIT_PASS if all(fits.values()) or not args.gpu_memory else EXIT_FAIL
+    return EXIT_PASS if all(fits.values()) or args.gpu_memory is None else EXIT_FAIL
 
 
 def _add_models_option(parser: argparse.ArgumentParser) -> None:
@@ -274,16 +278,23 @@ def _add_models_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are one line, as every other bad input is (exit 2); ``--help`` shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (--help for usage)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qwen-acceptance", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="qwen-acceptance", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     summ = sub.add_parser("summarize", help="steps, final loss and throughput of a NeMo training log")
     summ.add_argument("log", type=Path)
     summ.add_argument("--json", action="store_true", help="machine-readable output")
     summ.add_argument("--model", help="model from the matrix (gives seq length and GPUs to derive throughput)")
-    summ.add_argument("--seq-length", type=int, help="to derive tokens/s/GPU when the log lacks it")
-    summ.add_argument("--gpus", type=int, help="to derive tokens/s/GPU when the log lacks it")
+    summ.add_argument("--seq-length", type=argtypes.positive_int, help="to derive tokens/s/GPU when the log lacks it")
+    summ.add_argument("--gpus", type=argtypes.positive_int, help="to derive tokens/s/GPU when the log lacks it")
     _add_models_option(summ)
     summ.set_defaults(func=cmd_summarize)
 
@@ -291,10 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("log", type=Path)
     source = chk.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="judge against this model's entry in the baselines file")
-    source.add_argument("--baseline-loss", type=float, help="judge against this loss instead of a baselines file")
+    source.add_argument(
+        "--baseline-loss", type=argtypes.positive_float, help="judge against this loss instead of a baselines file"
+    )
     chk.add_argument("--baselines", type=Path, default=Path("baselines.yaml"), help="default: ./baselines.yaml")
-    chk.add_argument("--tolerance", type=float, help="relative tolerance (default: the baseline's, else 0.05)")
-    chk.add_argument("--final-step", type=int, help="step to read the loss at (default: max_steps - 1)")
+    chk.add_argument(
+        "--tolerance", type=argtypes.fraction, help="relative tolerance (default: the baseline's, else 0.05)"
+    )
+    chk.add_argument(
+        "--final-step", type=argtypes.nonnegative_int, help="step to read the loss at (default: max_steps - 1)"
+    )
     chk.add_argument("--json", action="store_true", help="machine-readable output")
     _add_models_option(chk)
     chk.set_defaults(func=cmd_check)
@@ -309,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a tokenizer directory, a hub id (Qwen/Qwen3-8B), or {sources.BUNDLED_QWEN3}",
     )
     pre.add_argument("--output-prefix", required=True, help="writes PREFIX_KEY_document.bin/.idx")
-    pre.add_argument("--workers", type=int, default=1)
+    pre.add_argument("--workers", type=argtypes.positive_int, default=1)
     pre.add_argument("--append-eod", action="store_true", help="end each document with the eos token")
     pre.add_argument(
         "--use-fast",
@@ -342,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
         live=True,
         help="throughput probe: the full model for a few steps; tokens/s/GPU, MFU, memory",
     )
-    ben.add_argument("--steps", type=int, default=30, help="steps to run (default 30)")
+    ben.add_argument("--steps", type=argtypes.positive_int, default=30, help="steps to run (default 30)")
     ben.add_argument("--json", action="store_true", help="machine-readable output")
 
     sen = sub.add_parser(
@@ -353,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     sen.add_argument("--faults", nargs="+", metavar="NAME", help="variants to run (default: the whole catalogue)")
     sen.add_argument(
         "--lr-scale",
-        type=float,
+        type=argtypes.positive_float,
         action="append",
         default=[],
         metavar="S",
@@ -379,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mem.add_argument(
         "--gpu-memory",
-        type=float,
+        type=argtypes.positive_float,
         metavar="GIB",
         help="judge against this much memory per GPU; exit 1 if it does not fit "
         "(default: report against the GPUs in gpus.yaml)",
@@ -410,6 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AcceptanceError as exc:
         print(f"qwen-acceptance: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # whatever was running has cleaned up after itself on the way out
+        print("qwen-acceptance: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

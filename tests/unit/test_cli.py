@@ -10,6 +10,7 @@ from nemolog import write_log
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 DENSE = FIXTURES / "nemo25/nemo25-h200-tiny-qwen3-dense-60steps.log"
+SMOKE = FIXTURES / "logs/smoke_qwen3.log"
 
 
 def cli(*args, cwd=None):
@@ -73,6 +74,48 @@ def test_bad_input_is_exit_2_with_one_line(tmp_path, name, content, message):
     out = cli("check", tmp_path / name, "--baseline-loss", "3.0")
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and message in out.stderr and out.stderr.startswith("qwen-acceptance: error:")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["check", SMOKE, "--baseline-loss", "2.7", "--tolerance", "5"], "--tolerance: is relative (0.05 = 5%)"),
+        (["check", SMOKE, "--baseline-loss", "2.7", "--tolerance", "0"], "must be between 0 and 1, got 0"),
+        (["check", SMOKE, "--baseline-loss", "2.7", "--tolerance", "-0.1"], "must be between 0 and 1, got -0.1"),
+        (["check", SMOKE, "--baseline-loss", "2.7", "--tolerance", "nan"], "--tolerance: expected a finite number"),
+        (["check", SMOKE, "--baseline-loss", "nan"], "--baseline-loss: expected a finite number, got 'nan'"),
+        (["check", SMOKE, "--baseline-loss", "inf"], "--baseline-loss: expected a finite number, got 'inf'"),
+        (["check", SMOKE, "--baseline-loss", "-3"], "--baseline-loss: must be positive, got -3"),
+        (["check", SMOKE, "--baseline-loss", "2.7", "--final-step", "-1"], "--final-step: must be 0 or more"),
+        (["summarize", SMOKE, "--gpus", "-1", "--seq-length", "1024"], "--gpus: must be at least 1, got -1"),
+        (["summarize", SMOKE, "--gpus", "1", "--seq-length", "-5"], "--seq-length: must be at least 1, got -5"),
+        (["memory", "qwen3_8b", "--gpu-memory", "0"], "--gpu-memory: must be positive, got 0"),
+        (["memory", "qwen3_8b", "--gpu-memory", "nan"], "--gpu-memory: expected a finite number"),
+        (["launch", "qwen3_8b", "--dry-run", "--probe", "--seed", "-1"], "--seed: must be 0 or more, got -1"),
+    ],
+    ids=lambda v: " ".join(map(str, v[2:])) if isinstance(v, list) else None,
+)
+def test_numbers_out_of_range_are_one_line_errors(args, message):
+    """A tolerance of 5 (500%) or 0, a NaN baseline, a negative step or GPU count: refused, never a verdict."""
+    out = cli(*args)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+
+
+def test_an_explicit_tolerance_is_used_as_given(tmp_path):
+    log = write_log(tmp_path / "run.log", 1000, loss=lambda s: 3.03)
+    out = cli("check", log, "--baseline-loss", "3.0", "--tolerance", "0.005")
+    assert out.returncode == 1 and "+1.00% (tolerance ±0.5%)" in out.stdout
+
+
+def test_summarize_reads_throughput_when_a_cut_last_line_is_outside_the_window(tmp_path):
+    log = write_log(tmp_path / "run.log", 60)
+    text = log.read_text().rstrip("\n").splitlines()
+    last = next(i for i in range(len(text) - 1, -1, -1) if text[i].startswith("Training epoch"))
+    text[last] = text[last][: text[last].index("tokens_per_sec_per_gpu")]  # the run died mid-line
+    log.write_text("\n".join(text[: last + 1]))
+    out = cli("summarize", log, "--json")
+    data = json.loads(out.stdout)
+    assert out.returncode == 0 and data["truncated_last_line"] and data["throughput_steps"] == 40
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ interrupts and concurrent builders, all with real processes."""
 
 import gzip
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -217,7 +218,10 @@ def test_skip_invalid_counts_and_reports(tmp_path):
     assert "3 invalid lines skipped" in report.summary() and "skipped line 5: malformed JSON" in report.summary()
 
 
-def test_interrupted_run_leaves_no_dataset(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_run_leaves_no_dataset(tmp_path, sig):
+    """Ctrl-C or a scheduler's SIGTERM mid-way: nothing at the output prefix, no temporary file, and no traceback
+    from every worker (only the parent handles it)."""
     big = tmp_path / "big.jsonl"
     texts = corpus_texts()
     with big.open("w") as handle:
@@ -244,10 +248,96 @@ def test_interrupted_run_leaves_no_dataset(tmp_path):
     while not list(tmp_path.glob(".o_text_document.bin.*.tmp")) and time.monotonic() < deadline:
         time.sleep(0.1)  # wait until it is writing
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=60)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl"]
+    assert "Traceback" not in err, err  # not from the workers, and not from the parent either
+    assert proc.returncode == (130 if sig == signal.SIGINT else 128 + signal.SIGTERM)
+
+
+def _bad_inputs(tmp):
+    """Each case: the input file, extra options, and the one line it must give."""
+    good = write_jsonl(tmp / "good.jsonl", ["some text"])
+    random_text = [" ".join(str(i * 7919 % 104729) for i in range(n, n + 60)) for n in range(0, 60000, 60)]
+    whole = tmp / "whole.jsonl.gz"
+    with gzip.open(whole, "wt") as handle:
+        handle.writelines(json.dumps({"text": t}) + "\n" for t in random_text)
+    (tmp / "cut.jsonl.gz").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # a cut download
+    (tmp / "plain.jsonl.gz").write_text('{"text": "not gzip"}\n')
+    (tmp / "surrogate.jsonl").write_text('{"text": "bad \\ud800 here"}\n')
+    (tmp / "empty.jsonl").write_text("")
+    (tmp / "junk.jsonl").write_text("junk\n")
+    (tmp / "a-file").write_text("")
+    return {
+        "cut gzip": (tmp / "cut.jsonl.gz", [], "cut.jsonl.gz: cannot read it as gzip at line "),
+        "not gzip": (tmp / "plain.jsonl.gz", [], "plain.jsonl.gz: cannot read it as gzip at line 1"),
+        "unwritable folder": (good, ["--output-prefix", "/sys/x"], "--output-prefix /sys/x: "),
+        "prefix under a file": (good, ["--output-prefix", tmp / "a-file/x"], "cannot create the folder"),
+        "key with a slash": (good, ["--json-keys", "a/b"], "--json-keys 'a/b': a key names the output file too"),
+        "key twice": (good, ["--json-keys", "text", "text"], "a key given twice would write every document twice"),
+        "lone surrogate, hf-fast": (
+            tmp / "surrogate.jsonl",
+            ["--encoder", "hf-fast"],
+            "surrogate.jsonl:1: key 'text' holds a lone surrogate (\\ud800)",
+        ),
+        "lone surrogate, default": (tmp / "surrogate.jsonl", [], "surrogate.jsonl:1: key 'text' holds a lone"),
+        "empty input": (tmp / "empty.jsonl", [], "empty.jsonl: no document to write (0 empty)"),
+        "every line skipped": (tmp / "junk.jsonl", ["--skip-invalid"], "no document to write (0 empty; 1 invalid"),
+        "empty prefix": (good, ["--output-prefix", ""], "--output-prefix '.': must name a file prefix"),
+        "a folder as input": (tmp, [], ": is a directory; --input takes a .jsonl or .jsonl.gz file"),
+        "no workers": (good, ["--workers", "0"], "argument --workers: must be at least 1, got 0"),
+    }
+
+
+BAD = [  # the cases of _bad_inputs
+    "cut gzip",
+    "not gzip",
+    "unwritable folder",
+    "prefix under a file",
+    "key with a slash",
+    "key twice",
+    "lone surrogate, hf-fast",
+    "lone surrogate, default",
+    "empty input",
+    "every line skipped",
+    "empty prefix",
+    "a folder as input",
+    "no workers",
+]
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, case):
+    """Each: exit 2, one line naming the input or option (as NeMo's slow tokenizer does, a lone surrogate is an
+    error naming the line), and no dataset or temporary file left behind."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    path, extra, message = _bad_inputs(inputs)[case]
+    before = {p.name for p in inputs.iterdir()}
+    prefix = [] if "--output-prefix" in extra else ["--output-prefix", tmp_path / "out" / "o"]
+    out = run_cli(
+        "--input", path, "--tokenizer-type", sources.BUNDLED_QWEN3, "--no-progress", *prefix, *extra, cwd=tmp_path
+    )
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+    assert {p.name for p in inputs.iterdir()} == before
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.parent != inputs]
+
+
+def test_more_workers_than_cpus_is_said(tmp_path):
+    out = run_cli(
+        "--input",
+        write_jsonl(tmp_path / "in.jsonl", ["a b"]),
+        "--tokenizer-type",
+        sources.BUNDLED_QWEN3,
+        "--output-prefix",
+        tmp_path / "o",
+        "--no-progress",
+        "--workers",
+        str((os.cpu_count() or 1) + 1),
+    )
+    assert out.returncode == 0 and "qwen-acceptance: warning: --workers" in out.stderr
+    assert "more workers than CPUs add memory, not speed" in out.stderr
 
 
 def test_missing_input_and_offline_hub(tmp_path, monkeypatch):
@@ -262,7 +352,11 @@ def test_missing_input_and_offline_hub(tmp_path, monkeypatch):
     )
     assert out.returncode == 2 and "none.jsonl: no such input file" in out.stderr
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(AcceptanceError, match="Qwen/Qwen3-8B: cannot download .*pass it as --tokenizer-type DIR"):
+    with pytest.raises(
+        AcceptanceError,
+        match=r"Qwen/Qwen3-8B: cannot download .*\(preprocess --tokenizer-type DIR; launch, bench and pytest "
+        r"--tokenizer DIR\)",
+    ):
         sources.resolve_tokenizer("Qwen/Qwen3-8B")
     with pytest.raises(AcceptanceError, match="arxiv_sample.jsonl of the dataset togethercomputer"):
         sources.resolve_input("hf://datasets/togethercomputer/RedPajama-Data-1T-Sample/arxiv_sample.jsonl")

@@ -15,8 +15,12 @@ import gzip
 import json
 import multiprocessing
 import os
+import signal
+import threading
 import time
-from collections.abc import Iterator, Sequence
+import warnings
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -82,7 +86,9 @@ _ENCODER: Any = None
 
 
 def _init_worker(tokenizer_dir: str, encoder: str) -> None:
+    """Load the encoder; Ctrl-C is the parent's to handle (it ends the pool), not a traceback from every worker."""
     global _ENCODER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _ENCODER = encoders.load(Path(tokenizer_dir), encoder)
 
 
@@ -106,6 +112,13 @@ def _decode_line(raw: bytes, keys: Sequence[str]) -> list[str]:
             raise ValueError(f"missing key '{key}'")
         if not isinstance(doc[key], str):
             raise ValueError(f"key '{key}' is {type(doc[key]).__name__}, not a string")
+        try:  # a JSON escape such as \\ud800 alone is no character: NeMo's slow tokenizer fails on it too
+            doc[key].encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"key '{key}' holds a lone surrogate (\\u{ord(exc.object[exc.start]):04x}) at "
+                f"character {exc.start}: not text"
+            ) from None
         texts.append(doc[key])
     return texts
 
@@ -140,13 +153,23 @@ def _open(path: Path) -> IO[bytes]:
         raise AcceptanceError(f"{path}: cannot read input: {exc.strerror}") from None
 
 
-def _batches(handle: IO[bytes], keys: tuple[str, ...]) -> Iterator[tuple[list[tuple[int, bytes]], tuple[str, ...]]]:
+def _batches(
+    path: Path, handle: IO[bytes], keys: tuple[str, ...]
+) -> Iterator[tuple[list[tuple[int, bytes]], tuple[str, ...]]]:
     batch: list[tuple[int, bytes]] = []
-    for number, raw in enumerate(handle, start=1):
-        batch.append((number, raw.rstrip(b"\n").rstrip(b"\r")))
-        if len(batch) == _BATCH_LINES:
-            yield batch, keys
-            batch = []
+    number = 0
+    try:
+        for number, raw in enumerate(handle, start=1):
+            batch.append((number, raw.rstrip(b"\n").rstrip(b"\r")))
+            if len(batch) == _BATCH_LINES:
+                yield batch, keys
+                batch = []
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a cut download, or not gzip at all
+        raise AcceptanceError(
+            f"{path}: cannot read it as gzip at line {number + 1} (cut short, or not gzip): {exc}"
+        ) from None
+    except OSError as exc:
+        raise AcceptanceError(f"{path}: cannot read input at line {number + 1}: {exc.strerror or exc}") from None
     if batch:
         yield batch, keys
 
@@ -185,13 +208,44 @@ class _Progress:
             self._bar.close()
 
 
-def build(options: Options) -> Report:
-    """Preprocess ``options.input``; on any error or interrupt nothing is left at the output prefix."""
+def check_options(options: Options) -> None:
+    """What can be refused before any tokenizer loads or worker starts, each naming the option."""
+    if options.input.is_dir():
+        raise AcceptanceError(f"{options.input}: is a directory; --input takes a .jsonl or .jsonl.gz file")
     if not options.input.is_file():
         raise AcceptanceError(f"{options.input}: no such input file")
+    prefix = str(options.output_prefix)
+    if not options.output_prefix.name or prefix.endswith(("/", ".")):
+        raise AcceptanceError(f"--output-prefix {prefix!r}: must name a file prefix (e.g. data/arxiv_sample)")
+    for key in options.json_keys:
+        if not key or "/" in key or "\0" in key:
+            raise AcceptanceError(
+                f"--json-keys {key!r}: a key names the output file too, so it must be non-empty and hold no '/'"
+            )
+    if len(set(options.json_keys)) != len(options.json_keys):
+        raise AcceptanceError(
+            f"--json-keys {' '.join(options.json_keys)}: a key given twice would write every document twice"
+        )
+    parent = options.output_prefix.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AcceptanceError(
+            f"--output-prefix {prefix}: cannot create the folder {parent}: {exc.strerror or exc}"
+        ) from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise AcceptanceError(f"--output-prefix {prefix}: the folder {parent} is not writable")
+
+
+def build(options: Options) -> Report:
+    """Preprocess ``options.input``; on any error, interrupt or SIGTERM nothing is left at the output prefix."""
+    check_options(options)
     tokenizer_dir = resolve_tokenizer(options.tokenizer)
     import torch
-    from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
+
+    with warnings.catch_warnings():  # Megatron-Core's notice that TE and Apex are absent: nothing to do with this
+        warnings.simplefilter("ignore")
+        from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
 
     tokenizer = load_tokenizer(tokenizer_dir)
     dtype = DType.optimal_dtype(len(tokenizer))
@@ -205,7 +259,6 @@ def build(options: Options) -> Report:
         key: (bin_.with_name(f".{bin_.name}.{pid}.tmp"), idx.with_name(f".{idx.name}.{pid}.tmp"))
         for key, (bin_, idx) in targets.items()
     }
-    options.output_prefix.parent.mkdir(parents=True, exist_ok=True)
     try:
         report.encoder = encoders.choose(tokenizer_dir, options.encoder)
     except ValueError as exc:
@@ -216,12 +269,18 @@ def build(options: Options) -> Report:
     pool = multiprocessing.get_context("spawn").Pool(
         options.workers, _init_worker, (str(tokenizer_dir), report.encoder)
     )
+    stop_on_sigterm = _sigterm_raises()
     try:
-        builders = {key: IndexedDatasetBuilder(str(temps[key][0]), dtype=dtype) for key in options.json_keys}
+        try:
+            builders = {key: IndexedDatasetBuilder(str(temps[key][0]), dtype=dtype) for key in options.json_keys}
+        except OSError as exc:
+            raise AcceptanceError(
+                f"--output-prefix {options.output_prefix}: cannot write there: {exc.strerror or exc}"
+            ) from None
         with _open(options.input) as handle:
             progress = _Progress(options.input, handle, options.progress)
             try:
-                for results in pool.imap(_encode_batch, _batches(handle, options.json_keys)):
+                for results in pool.imap(_encode_batch, _batches(options.input, handle, options.json_keys)):
                     for number, outcome in results:
                         if isinstance(outcome, str):
                             if not options.skip_invalid:
@@ -242,6 +301,12 @@ def build(options: Options) -> Report:
             finally:
                 progress.close()
         pool.close()
+        if not report.documents:
+            skipped = f"; {len(report.skipped_lines)} invalid lines skipped" if report.skipped_lines else ""
+            raise AcceptanceError(
+                f"{options.input}: no document to write ({report.empty_documents} empty{skipped}): "
+                "a dataset of 0 documents cannot train"
+            )
         for key, builder in builders.items():
             builder.finalize(str(temps[key][1]))
         for key, (bin_, idx) in targets.items():
@@ -256,8 +321,22 @@ def build(options: Options) -> Report:
         raise
     finally:
         pool.join()
+        stop_on_sigterm()
     report.seconds, report.parent_cpu_seconds = time.monotonic() - start, time.process_time() - cpu_start
     return report
+
+
+def _sigterm_raises() -> Callable[[], None]:
+    """Until the returned function is called, SIGTERM (a batch scheduler's stop, ``kill``) raises SystemExit in the
+    main thread, so the cleanup that Ctrl-C gets runs for it too; off the main thread it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def load_tokenizer(tokenizer_dir: Path) -> Any:

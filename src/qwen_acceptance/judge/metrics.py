@@ -12,7 +12,7 @@ import statistics
 from dataclasses import asdict, dataclass
 
 from qwen_acceptance.errors import AcceptanceError
-from qwen_acceptance.judge.logparse import LOSS, STEP_TIME, TOKENS_PER_GPU, TrainingLog
+from qwen_acceptance.judge.logparse import LOSS, STEP_TIME, TOKENS_PER_GPU, StepRecord, TrainingLog
 from qwen_acceptance.models import ModelSpec
 
 REFERENCE_TRIM = 10
@@ -54,8 +54,10 @@ def non_finite_steps(log: TrainingLog, key: str = LOSS) -> list[int]:
     return [r.step for r in log.ordered() if (v := r.get(key)) is not None and not math.isfinite(v)]
 
 
-def _tokens_per_gpu(log: TrainingLog, seq_length: int | None, gpus: int | None) -> tuple[list[float], bool]:
-    records = log.ordered()
+def _tokens_per_gpu(
+    log: TrainingLog, records: list[StepRecord], seq_length: int | None, gpus: int | None
+) -> tuple[list[float], bool]:
+    """tokens/s/GPU of ``records`` (the window: a cut line outside it does not matter), logged or derived."""
     if all(TOKENS_PER_GPU in r.fields for r in records):
         return [r.fields[TOKENS_PER_GPU] for r in records], False
     if seq_length is None or gpus is None:
@@ -95,9 +97,8 @@ def throughput(
             f"{log.source}: {len(records)} steps logged; the throughput window drops the first and last {trim}, "
             "so it needs more"
         )
-    values, derived = _tokens_per_gpu(log, seq_length, gpus)
-    window = slice(trim, end)
-    used, kept = values[window], records[window]
+    kept = records[trim:end]
+    used, derived = _tokens_per_gpu(log, kept, seq_length, gpus)
     bad = [r.step for r, v in zip(kept, used, strict=True) if not math.isfinite(v)]
     if bad:
         raise AcceptanceError(f"{log.source}: {TOKENS_PER_GPU} is not finite at steps {bad[:5]}")

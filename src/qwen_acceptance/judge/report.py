@@ -48,7 +48,7 @@ def _plot_loss(path: Path, log: TrainingLog, baseline: Baseline | None, name: st
             fmt="s",
             color="C3",
             capsize=5,
-            label=f"baseline final loss ±{baseline.tolerance:.0%}",
+            label=f"baseline final loss ±{100 * baseline.tolerance:g}%",
         )
     ax.set_xlabel("global step")
     ax.set_ylabel(LOSS)
@@ -127,7 +127,7 @@ def write(
         ("steps", f"last logged {last} of {spec.final_step}"),
         ("final loss", _fmt(final) if last == spec.final_step else f"— (last logged step {last})"),
         ("baseline final loss", _fmt(base_loss)),
-        ("delta", "—" if delta is None else f"{delta:+.2f}% (tolerance ±{100 * baseline.tolerance:.0f}%)"),
+        ("delta", "—" if delta is None else f"{delta:+.2f}% (tolerance ±{100 * baseline.tolerance:g}%)"),
         (
             "tokens/s/GPU (reference window)",
             "—" if tp is None else f"{tp.mean:,.0f} over steps {tp.first_step}..{tp.last_step} ({tp.steps_used} steps)",

@@ -67,7 +67,7 @@ def check_loss(loss: float, baseline_loss: float, tolerance: float) -> Check:
     return Check(
         "final_loss_within_tolerance",
         ok,
-        f"final loss {loss:.4g} vs baseline {baseline_loss:.4g}: {delta:+.2%} (tolerance ±{tolerance:.0%})",
+        f"final loss {loss:.4g} vs baseline {baseline_loss:.4g}: {delta:+.2%} (tolerance ±{100 * tolerance:g}%)",
     )
 
 

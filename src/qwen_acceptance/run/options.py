@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from qwen_acceptance import models
+from qwen_acceptance import argtypes, models
 from qwen_acceptance.errors import AcceptanceError
 from qwen_acceptance.judge.conformance import reference_changes
 from qwen_acceptance.run import recipes
@@ -39,9 +39,15 @@ LIVE_OPTIONS: tuple[tuple[str, dict], ...] = (
             "help": "core attention: auto takes TE's where TE is used, else PyTorch SDPA",
         },
     ),
-    ("--startup-timeout", {"type": float, "default": 1800.0, "help": "seconds allowed to the first step"}),
-    ("--hang-timeout", {"type": float, "default": 600.0, "help": "seconds allowed without a new step"}),
-    ("--time-limit", {"type": float, "help": "wall-clock seconds for a whole run (default: none)"}),
+    (
+        "--startup-timeout",
+        {"type": argtypes.positive_float, "default": 1800.0, "help": "seconds allowed to the first step"},
+    ),
+    (
+        "--hang-timeout",
+        {"type": argtypes.positive_float, "default": 600.0, "help": "seconds allowed without a new step"},
+    ),
+    ("--time-limit", {"type": argtypes.positive_float, "help": "wall-clock seconds for a whole run (default: none)"}),
 )
 
 
@@ -63,13 +69,15 @@ def limits_from(options: object) -> Limits:
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that change a run, shared by `train`, `qwen-acceptance launch` and the pytest plugin."""
     parser.add_argument("--models", type=Path, help="model matrix YAML (default: the packaged one)")
-    parser.add_argument("--gpus", type=int, help="GPUs for this run (never below the reference's)")
+    parser.add_argument("--gpus", type=argtypes.positive_int, help="GPUs for this run (never below the reference's)")
     parser.add_argument("--layout", help="parallel layout, e.g. tp=2,pp=1,cp=1,ep=1,sp=true")
-    parser.add_argument("--seed", type=int, help="another seed (noise measurements only)")
-    parser.add_argument("--max-steps", type=int, help="fewer or more steps (probes only; the reference is 1000)")
-    parser.add_argument("--global-batch-size", type=int, help="another global batch (probes only)")
-    parser.add_argument("--micro-batch-size", type=int)
-    parser.add_argument("--warmup-steps", type=int, help="another LR warm-up (short probes)")
+    parser.add_argument("--seed", type=argtypes.nonnegative_int, help="another seed (noise measurements only)")
+    parser.add_argument(
+        "--max-steps", type=argtypes.positive_int, help="fewer or more steps (probes only; the reference is 1000)"
+    )
+    parser.add_argument("--global-batch-size", type=argtypes.positive_int, help="another global batch (probes only)")
+    parser.add_argument("--micro-batch-size", type=argtypes.positive_int)
+    parser.add_argument("--warmup-steps", type=argtypes.nonnegative_int, help="another LR warm-up (short probes)")
     parser.add_argument(
         "--override",
         action="append",
