@@ -1,6 +1,6 @@
 """The `qwen-acceptance` command: the same library the pytest plugin uses, for scripts and quick looks.
 
-Exit codes: 0 pass, 1 fail, 2 bad input (a one-line error names the file, line or field).
+Exit codes: 0 pass, 1 fail, 2 bad input (a one-line error names the file, line or field), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from qwen_acceptance.data import preprocess, sources
 from qwen_acceptance.errors import AcceptanceError
 from qwen_acceptance.judge import baselines, logparse, metrics, verdict
 from qwen_acceptance.perf import probe
-from qwen_acceptance.run import plan, recipes
+from qwen_acceptance.run import plan, recipes, topology
 from qwen_acceptance.run.monitor import Outcome
 from qwen_acceptance.run.options import LIVE_OPTIONS, add_run_arguments, data_choice, limits_from, spec_from_args
 
@@ -128,6 +128,9 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
 
 def _prepare(spec: models.ModelSpec, args: argparse.Namespace, *, prepare_data: bool = True) -> plan.Plan:
+    """The run's plan; for a real run, after checking that this node has its GPUs (before any preprocessing)."""
+    if prepare_data:
+        topology.require_gpus(spec, topology.topology_from_env(spec))
     return plan.prepare(
         spec,
         runs_dir=args.runs_dir,

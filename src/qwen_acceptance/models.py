@@ -149,6 +149,10 @@ def _check(spec: ModelSpec, where: str) -> None:
         )
     if lay.sp and lay.tp == 1:
         raise AcceptanceError(f"{where}: field 'layout.sp' needs tp > 1")
+    if lay.vp is not None:
+        _positive_int(f"{where}.layout", "vp", lay.vp)
+        if lay.pp == 1:
+            raise AcceptanceError(f"{where}: field 'layout.vp' (virtual pipeline stages) needs pp > 1")
     if not 0 < spec.lr.min <= spec.lr.max:
         raise AcceptanceError(f"{where}: field 'lr': need 0 < min <= max, got {spec.lr}")
     if not 0 <= spec.lr.warmup_steps < spec.max_steps:
@@ -175,6 +179,8 @@ def parse_layout(text: str, base: Layout) -> Layout:
         key, sep, value = item.partition("=")
         if not sep or key not in {f.name for f in fields(Layout)}:
             raise AcceptanceError(f"layout '{text}': expected KEY=VALUE with KEY in tp, pp, cp, ep, etp, vp, sp")
+        if key in changes:
+            raise AcceptanceError(f"layout '{text}': {key} given twice")
         if key == "sp":
             if value.lower() not in {"true", "false", "1", "0"}:
                 raise AcceptanceError(f"layout '{text}': sp takes true or false")

@@ -158,6 +158,9 @@ def test_launch_dry_run_prints_command_and_resolved_config(tmp_path):
         ["--max-steps", "10", "--warmup-steps", "2"],
         ["--seed", "4321"],
         ["--global-batch-size", "64"],
+        ["--override", "optim.config.lr=9e-4"],
+        ["--override", "optim.lr_scheduler.warmup_steps=5"],
+        ["--override", "optim.lr_scheduler.max_steps=10"],
     ],
 )
 def test_launch_refuses_changes_to_what_the_reference_fixes(change):
@@ -165,6 +168,30 @@ def test_launch_refuses_changes_to_what_the_reference_fixes(change):
     errors = [line for line in out.stderr.splitlines() if line.startswith("qwen-acceptance:")]
     assert out.returncode == 2 and len(errors) == 1, out.stderr
     assert "the reference fixes these for an acceptance run (a probe may change them: --probe" in errors[0]
+
+
+def test_a_dry_run_checks_a_local_corpus(tmp_path):
+    out = cli("launch", "smoke_qwen3", "--dry-run", "--corpus", tmp_path / "none.jsonl")
+    assert out.returncode == 2 and out.stderr.strip().endswith(
+        "none.jsonl: no such corpus file (models.yaml data.corpus, or --corpus)"
+    )
+
+
+@pytest.mark.parametrize("command", ["launch", "bench"])
+def test_a_run_without_the_gpus_is_refused_at_once(tmp_path, command):
+    """No preprocessing, no torchrun, no run folder: one line, at once."""
+    out = cli(command, "smoke_qwen3", "--runs-dir", tmp_path / "runs", "--data-cache", tmp_path / "cache")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "smoke_qwen3: needs 1 GPU(s) on this node, and nvidia-smi sees 0" in out.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_memory_refuses_a_shape_it_cannot_model():
+    out = cli("memory", "qwen3_8b", "--override", "model.config.num_layers=-4")
+    assert out.returncode == 2 and "qwen3_8b: the model's layers is -4: the memory model needs a positive" in out.stderr
+    out = cli("memory", "qwen3_8b", "--override", "model.config.recompute_granularity=full")
+    assert out.returncode == 2 and "full recompute needs model.config.recompute_method=uniform and" in out.stderr
 
 
 def test_a_probe_may_change_what_the_reference_fixes():
@@ -193,7 +220,7 @@ def test_a_probe_may_change_what_the_reference_fixes():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("optim.config.lr=fast", "override 'optim.config.lr=fast': expected a finite number"),
+        ("optim.config.weight_decay=fast", "override 'optim.config.weight_decay=fast': expected a finite number"),
         ("model.config.num_layers=abc", "override 'model.config.num_layers=abc': expected an integer"),
         ("model.config.num_layers=", "override 'model.config.num_layers=': expected a value"),
         ("model.config.nope=1", "override 'model.config.nope': the recipe has no 'nope'"),
@@ -208,9 +235,10 @@ def test_launch_checks_override_types_before_anything_starts(tmp_path, override,
 def test_launch_reads_an_override_as_the_type_it_replaces():
     import yaml
 
-    out = cli("launch", "qwen3_8b", "--dry-run", "--tokenizer", "bundled:qwen3", "--override", "optim.config.lr=9e-4")
+    probe = ("launch", "qwen3_8b", "--dry-run", "--probe", "--tokenizer", "bundled:qwen3")  # lr: a probe's to change
+    out = cli(*probe, "--override", "optim.config.lr=9e-4")
     assert yaml.safe_load(out.stdout)["nemo_recipe"]["optim"]["lr"] == 9e-4  # a number, not the string '9e-4'
-    bad = cli("launch", "qwen3_8b", "--dry-run", "--tokenizer", "bundled:qwen3", "--override", "optim.config.lr=x")
+    bad = cli(*probe, "--override", "optim.config.lr=x")
     assert bad.returncode == 2 and "expected a finite number" in bad.stderr  # a dry run checks them too
 
 

@@ -108,7 +108,14 @@ def test_slurm_without_a_master_is_a_clear_error():
 @pytest.mark.parametrize(
     "env, message",
     [
-        ({"NNODES": "2", "GPUS_PER_NODE": "8"}, r"qwen3_8b needs 8 GPUs; the launch variables give 2 node\(s\) × 8"),
+        (
+            {"NNODES": "2", "GPUS_PER_NODE": "8", "MASTER_ADDR": "h0"},
+            r"qwen3_8b needs 8 GPUs; the launch variables give 2 node\(s\) × 8",
+        ),
+        ({"MASTER_ADDR": " "}, r"MASTER_ADDR is set but empty: name the host of node rank 0"),
+        ({"MASTER_PORT": "70000"}, r"MASTER_PORT=70000: a TCP port is 1..65535"),
+        ({"MASTER_PORT": "-1"}, r"MASTER_PORT=-1: a TCP port is 1..65535"),
+        ({"NNODES": "2", "GPUS_PER_NODE": "4"}, r"NNODES=2 without MASTER_ADDR: every node would wait for itself"),
         ({"NNODES": "1", "NODE_RANK": "3"}, r"NODE_RANK=3 is outside 0..0"),
         ({"GPUS_PER_NODE": "eight"}, r"GPUS_PER_NODE='eight': expected an integer"),
     ],

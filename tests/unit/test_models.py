@@ -97,9 +97,29 @@ def test_parse_layout_over_a_base():
     base = models.load_matrix()["qwen3_30b_a3b"].layout
     assert models.parse_layout("tp=2,pp=4", base).describe() == "TP2 PP4 CP1 EP4 ETP1 SP"
     assert models.parse_layout("sp=false, cp=2", base).describe() == "TP4 PP2 CP2 EP4 ETP1"
-    for bad, message in (("tp2", "expected KEY=VALUE"), ("tp=two", "tp takes an integer"), ("sp=maybe", "sp takes")):
+    for bad, message in (
+        ("tp2", "expected KEY=VALUE"),
+        ("tp=two", "tp takes an integer"),
+        ("sp=maybe", "sp takes"),
+        ("tp=2,tp=4", "tp given twice"),
+    ):
         with pytest.raises(AcceptanceError, match=message):
             models.parse_layout(bad, base)
+
+
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ("vp=0", "field 'vp' must be a positive integer, got 0"),
+        ("vp=-2", "field 'vp' must be a positive integer, got -2"),
+        ("vp=2", r"field 'layout.vp' \(virtual pipeline stages\) needs pp > 1"),
+    ],
+)
+def test_virtual_pipeline_needs_a_pipeline(layout, message):
+    spec = models.load_matrix()["qwen3_8b"]
+    with pytest.raises(AcceptanceError, match=message):
+        spec.with_changes(layout=models.parse_layout(layout, spec.layout))
+    assert spec.with_changes(gpus=8, layout=models.parse_layout("tp=2,pp=2,vp=2", spec.layout)).layout.vp == 2
 
 
 def test_changes_are_checked_against_the_reference():

@@ -132,10 +132,18 @@ def for_recipe(spec: ModelSpec, model_config: Any) -> tuple[Dims, Parallel]:
     recompute = getattr(model_config, "recompute_granularity", None) == "full"
     if recompute and getattr(model_config, "recompute_method", None) != "uniform":
         raise AcceptanceError(
-            f"{spec.name}: the memory model knows full recompute of every layer "
-            "(recompute_method uniform), not 'block' or partial recompute"
+            f"{spec.name}: full recompute needs model.config.recompute_method=uniform and "
+            "model.config.recompute_num_layers=1 as well (Megatron-Core asks for a method and a count; the memory "
+            "model knows uniform recompute of every layer, not 'block' or partial recompute)"
         )
-    return flops.Dims.from_config(model_config, spec.seq_length), parallel_for(spec, recompute)
+    dims = flops.Dims.from_config(model_config, spec.seq_length)
+    for name, value in vars(dims).items():
+        if name not in {"experts", "topk", "expert_ffn"} and not (isinstance(value, int) and value > 0):
+            raise AcceptanceError(
+                f"{spec.name}: the model's {name} is {value!r}: the memory model needs a positive "
+                "integer (check --override)"
+            )
+    return dims, parallel_for(spec, recompute)
 
 
 def capacities(path: Path | None = None) -> dict[str, float]:

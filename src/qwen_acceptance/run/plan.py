@@ -163,8 +163,11 @@ def prepare(
         prefix = cache.ensure_dataset(
             corpus, tokenizer_name, data.cache_dir or default_cache_dir(), append_eod=data.append_eod
         ).prefix
-    else:
-        prefix = Path(f"<{data.corpus or spec.data.corpus} preprocessed at launch>")
+    else:  # a dry run: nothing is built or downloaded, but a local corpus must be there
+        name = data.corpus or spec.data.corpus
+        if not name.startswith("hf://") and not sources.resolve_input(name).is_file():
+            raise AcceptanceError(f"{name}: no such corpus file (models.yaml data.corpus, or --corpus)")
+        prefix = Path(f"<{name} preprocessed at launch>")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     run_dir = (runs_dir / spec.name / f"{stamp}-node{topo.node_rank}-{os.getpid()}").resolve()
     cmd = command(

@@ -59,12 +59,21 @@ def topology_from_env(spec: ModelSpec, env: Mapping[str, str] | None = None) -> 
     """Where this run's ranks live, from the environment; the GPU count must equal the model's."""
     env = os.environ if env is None else env
     port = _int(env, "MASTER_PORT", 29500)
+    if not 1 <= port <= 65535:
+        raise AcceptanceError(f"environment variable MASTER_PORT={port}: a TCP port is 1..65535")
+    if "MASTER_ADDR" in env and not env["MASTER_ADDR"].strip():
+        raise AcceptanceError("environment variable MASTER_ADDR is set but empty: name the host of node rank 0")
     if env.get("SLURM_JOB_ID") and _int(env, "SLURM_NNODES", 1) > 1 and not env.get("SLURM_STEP_ID"):
         nnodes = _int(env, "SLURM_NNODES", 1)
         per_node = _int(env, "GPUS_PER_NODE", _int(env, "SLURM_GPUS_ON_NODE", spec.gpus // nnodes))
         topo = Topology(nnodes, 0, per_node, _slurm_master(env), port, slurm=True, slurm_job_id=env["SLURM_JOB_ID"])
     else:
         nnodes = _int(env, "NNODES", _int(env, "NODE_COUNT", 1))
+        if nnodes > 1 and not env.get("MASTER_ADDR"):
+            raise AcceptanceError(
+                f"NNODES={nnodes} without MASTER_ADDR: every node would wait for itself at "
+                "127.0.0.1; set MASTER_ADDR to the host of node rank 0 on each node"
+            )
         per_node = _int(env, "GPUS_PER_NODE", spec.gpus // nnodes if nnodes > 1 else spec.gpus)
         topo = Topology(nnodes, _int(env, "NODE_RANK", 0), per_node, env.get("MASTER_ADDR", "127.0.0.1"), port)
     if topo.world_size != spec.gpus:
@@ -75,6 +84,17 @@ def topology_from_env(spec: ModelSpec, env: Mapping[str, str] | None = None) -> 
     if not 0 <= topo.node_rank < topo.nnodes:
         raise AcceptanceError(f"NODE_RANK={topo.node_rank} is outside 0..{topo.nnodes - 1}")
     return topo
+
+
+def require_gpus(spec: ModelSpec, topo: Topology) -> None:
+    """Refuse at once where this node lacks the GPUs the run needs (rather than after preprocessing and
+    torchrun's start)."""
+    here = visible_gpus()
+    if here < topo.gpus_per_node:
+        raise AcceptanceError(
+            f"{spec.name}: needs {topo.gpus_per_node} GPU(s) on this node, and nvidia-smi sees {here} "
+            "(--dry-run shows the plan without them)"
+        )
 
 
 def visible_gpus() -> int:
