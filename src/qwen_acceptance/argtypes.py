@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 
 def _number(kind: type, text: str) -> float | int:
@@ -46,3 +47,11 @@ def fraction(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"is relative (0.05 = 5%) and must be between 0 and 1, got {text}")
     return value
+
+
+def variant_log(text: str) -> tuple[str, Path]:
+    """``VARIANT=PATH``: a recorded log and the fault variant it was trained as."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected VARIANT=PATH, got {text!r}")
+    return name, Path(path)

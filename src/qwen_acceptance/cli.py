@@ -207,9 +207,18 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     from qwen_acceptance.sensitivity import faults, table
 
     base = models.get_model(args.model, args.models)
-    variants = faults.select(args.faults, args.lr_scale, args.catalogue)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     out = args.out or args.runs_dir / "sensitivity" / f"{base.name}-{stamp}"
+    if args.from_logs:
+        if args.faults or args.lr_scale:
+            raise AcceptanceError("sensitivity: --from-logs judges the logs it names; --faults and --lr-scale train")
+        names = [name for name, _ in args.from_logs]
+        if repeated := sorted({n for n in names if names.count(n) > 1}):
+            raise AcceptanceError(f"sensitivity: --from-logs names {', '.join(repeated)} more than once")
+        logs = [(faults.named(name, args.catalogue), path) for name, path in args.from_logs]
+        rows = table.tabulate_logs(base, logs, out, args.baselines)
+        return _print_table(base.name, rows, out)
+    variants = faults.select(args.faults, args.lr_scale, args.catalogue)
     setup = table.Setup(
         runs_dir=args.runs_dir,
         data=data_choice(args),
@@ -219,8 +228,13 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
         te=args.te,
         attention=args.attention,
     )
-    rows = table.run_matrix(base, variants, out, setup)
-    print(table.markdown(base.name, rows), end="")
+    return _print_table(base.name, table.run_matrix(base, variants, out, setup), out)
+
+
+def _print_table(model: str, rows: list, out: Path) -> int:
+    from qwen_acceptance.sensitivity import table
+
+    print(table.markdown(model, rows), end="")
     print(f"table and logs: {out}")
     return EXIT_PASS if all(r.outcome in ("passed", "caught", "skipped") for r in rows) else EXIT_FAIL
 
@@ -378,6 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="S",
         help="also a variant with the learning rate × S (repeatable; for bisecting detection power)",
+    )
+    sen.add_argument(
+        "--from-logs",
+        nargs="+",
+        type=argtypes.variant_log,
+        metavar="VARIANT=PATH",
+        help="judge these recorded logs (a variant of the catalogue, or lr_xS, each) instead of training",
     )
     sen.add_argument("--catalogue", type=Path, help="fault catalogue YAML (default: the packaged faults.yaml)")
     sen.add_argument(

@@ -3,6 +3,7 @@ and `run_matrix` drives real processes (the launcher replaying recorded smoke lo
 detection table. What the H200 runs measured is in BENCHMARKS.md."""
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -153,3 +154,96 @@ def _fake_prefix(tmp_path):
     for suffix in (".bin", ".idx"):
         Path(f"{prefix}{suffix}").write_bytes(b"")
     return prefix
+
+
+RECORDED = sorted((ROOT / "fixtures/sensitivity").glob("*/table.json"))
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.parent.name)
+def test_a_recorded_matrix_keeps_every_verdict(tmp_path, path):
+    """The H200 variant logs of fixtures/sensitivity re-judged with today's parser, metrics and thresholds: every
+    honest log passes every loss check, every broken log is caught, and no check's verdict moved from the one
+    recorded (a change that loses a detection, or raises a false alarm, fails here)."""
+    model, before = table.recorded(path.parent)
+    logs = [(faults.named(r["variant"]), path.parent / r["log"]) for r in before if r["status"] == "judged"]
+    assert logs, f"{path}: no judged row"
+    rows = table.tabulate_logs(MATRIX[model], logs, tmp_path, ROOT / "baselines.yaml", progress=None)
+    assert table.changed_verdicts(before, rows) == []
+    for row in rows:
+        assert row.outcome == ("passed" if row.kind == "honest" else "caught"), (row.variant, row.checks)
+
+
+def test_changed_verdicts_names_each_check_that_moved(tmp_path):
+    """The recorded honest matrix judged against baselines with a 1% curve band: seed 4321's +6.1% now fails the
+    band, and that is named as a moved verdict and a false alarm."""
+    recorded = ROOT / "fixtures/sensitivity/smoke_qwen3"
+    _, before = table.recorded(recorded)
+    tight = tmp_path / "baselines.yaml"
+    tight.write_text(
+        (ROOT / "baselines.yaml").read_text().replace("smoke_qwen3:\n", "smoke_qwen3:\n  curve_band: 0.01\n", 1)
+    )
+    seed = next(r for r in before if r["variant"] == "seed_4321")
+    rows = table.tabulate_logs(
+        MATRIX["smoke_qwen3"],
+        [(faults.named("seed_4321"), recorded / seed["log"])],
+        tmp_path / "t",
+        tight,
+        progress=None,
+    )
+    assert table.changed_verdicts(before, rows) == [
+        "seed_4321: loss_curve_within_band pass -> FAIL",
+        "seed_4321: outcome passed -> false alarm",
+    ]
+
+
+def test_named_variants_include_any_learning_rate_scale():
+    assert faults.named("lr_x1.7").lr_scale == 1.7 and faults.named("tp2").gpus == 2
+    with pytest.raises(AcceptanceError, match="unknown variant 'lr_xfast'"):
+        faults.named("lr_xfast")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--from-logs", "rerun"], "--from-logs: expected VARIANT=PATH, got 'rerun'"),
+        (["--from-logs", "nope=x.log"], "unknown variant 'nope'"),
+        (["--from-logs", "rerun=a.log", "rerun=b.log"], "--from-logs names rerun more than once"),
+        (["--from-logs", f"rerun={RERUN}", "--faults", "lr_x3"], "--from-logs judges the logs it names"),
+        (["--from-logs", "rerun=missing.log"], "missing.log: no such log file"),
+        (["--from-logs", "rerun=foreign.log"], "foreign.log: no training step in this log (variant rerun)"),
+    ],
+)
+def test_from_logs_bad_input_is_one_line(tmp_path, args, message):
+    (tmp_path / "foreign.log").write_text("[NeMo W 2026-11-29 10:00:00 nemo_logging:405] not a training line\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "qwen_acceptance.cli", "sensitivity", "smoke_qwen3", "--out", str(tmp_path)]
+        + ["--baselines", str(ROOT / "baselines.yaml"), *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+
+
+def test_from_logs_writes_the_table_naming_each_log_relative_to_it(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qwen_acceptance.cli",
+            "sensitivity",
+            "smoke_qwen3",
+            "--out",
+            str(tmp_path / "t"),
+            "--from-logs",
+            f"rerun={RERUN}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (
+        "| rerun | honest | yes | pass +0.0% | pass +0.0% | pass 1.0000 | pass -7.0% | follows | passed |" in out.stdout
+    )
+    model, (row,) = table.recorded(tmp_path / "t")
+    assert model == "smoke_qwen3" and (tmp_path / "t" / row["log"]).resolve() == RERUN

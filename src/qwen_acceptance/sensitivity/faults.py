@@ -83,6 +83,19 @@ def lr_variant(scale: float) -> Variant:
     return Variant(name=f"lr_x{scale:g}", kind="broken", why=f"learning rate ×{scale:g}", lr_scale=scale)
 
 
+def named(name: str, path: Path | None = None) -> Variant:
+    """A catalogue variant by name, or ``lr_xS`` (the bisection's learning-rate variants, which no catalogue lists)."""
+    table = catalogue(path)
+    if name in table:
+        return table[name]
+    if name.startswith("lr_x"):
+        try:
+            return lr_variant(float(name[len("lr_x") :]))
+        except ValueError:
+            pass
+    raise AcceptanceError(f"unknown variant {name!r}; the catalogue has {', '.join(table)} (and lr_xS for any S)")
+
+
 def select(names: Iterable[str] | None, scales: Iterable[float], path: Path | None = None) -> list[Variant]:
     table = catalogue(path)
     names = list(names or ([] if scales else table))

@@ -1,12 +1,16 @@
 """Train every variant of the catalogue through the same launcher, judge each log with exactly the suite's checks,
 and tabulate detection. Every variant changes the configuration, so conformance names each of them; a broken
 kernel would not show there, so detection is judged by the numeric checks alone and conformance is a column of its
-own. A variant that crashes or needs more GPUs than are here is a row that says so, and the table is rewritten
-after every variant, so a matrix cut short keeps what it measured."""
+own, and so is throughput (a layout or micro-batch variant legitimately moves it; no numerics fault is judged by
+speed). A variant that crashes or needs more GPUs than are here is a row that says so, and the table is rewritten
+after every variant, so a matrix cut short keeps what it measured. Logs trained elsewhere (or by an earlier matrix)
+are tabulated the same way (``tabulate_logs``), and ``changed_verdicts`` says where today's checks judge a recorded
+table differently: what CI uses to keep every detection for good."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -16,14 +20,16 @@ from typing import Any, TextIO
 
 from qwen_acceptance import models, yamlio
 from qwen_acceptance.errors import AcceptanceError
-from qwen_acceptance.judge import baselines, conformance, metrics, verdict
+from qwen_acceptance.judge import baselines, conformance, logparse, metrics, verdict
 from qwen_acceptance.judge.logparse import TrainingLog
 from qwen_acceptance.run import plan, reference, topology
 from qwen_acceptance.run.monitor import Limits, Outcome
 from qwen_acceptance.run.plan import DataChoice, Plan
 from qwen_acceptance.sensitivity.faults import Variant
 
-NUMERIC = ("final_loss_within_tolerance", "loss_curve_within_band", "loss_curve_correlates", "throughput_within_band")
+COMPLETED = ("final_step_reached", "loss_finite")
+LOSS = ("final_loss_within_tolerance", "loss_curve_within_band", "loss_curve_correlates")
+NUMERIC = (*LOSS, "throughput_within_band")
 
 
 @dataclass
@@ -40,10 +46,10 @@ class Row:
 
     @property
     def detected(self) -> bool | None:
-        """Failed by the numeric checks (or never completed cleanly); None when not judged."""
+        """Failed by the loss checks (or never completed cleanly); None when not judged."""
         if self.status != "judged":
             return None
-        return not all(c["passed"] for c in self.checks.values())
+        return not all(self.checks[n]["passed"] for n in (*COMPLETED, *LOSS))
 
     @property
     def outcome(self) -> str:
@@ -100,13 +106,18 @@ def markdown(model: str, rows: list[Row]) -> str:
         if r.status != "judged":
             lines.append(f"| {r.variant} | {r.kind} | {r.status}: {r.reason} | — | — | — | — | — | {r.outcome} |")
             continue
-        done = all(r.checks[n]["passed"] for n in ("final_step_reached", "loss_finite"))
+        done = all(r.checks[n]["passed"] for n in COMPLETED)
         lines.append(
             f"| {r.variant} | {r.kind} | {'yes' if done else '**no**'} | "
             + " | ".join(_cell(r.checks.get(n)) for n in NUMERIC)
             + f" | {'follows' if r.conforms else 'differs'} | {r.outcome} |"
         )
-    return f"# Sensitivity of the suite's checks: {model}\n\n" + head + "\n".join(lines) + "\n"
+    return (
+        f"# Sensitivity of the suite's checks: {model}\n\n"
+        + head
+        + "\n".join(lines)
+        + "\n\nOutcome: the loss checks and completion judge detection; throughput and conformance are reported.\n"
+    )
 
 
 def write(out: Path, model: str, rows: list[Row]) -> None:
@@ -181,19 +192,87 @@ def run_matrix(
             if not outcome.ok and not outcome.log.steps:
                 row.status, row.reason = "crashed", outcome.failure().splitlines()[0]
             else:
-                checks = judge(outcome.log, base, spec, entry, setup.baselines_path)
-                row.checks = {
-                    n: {"passed": c.passed, "detail": c.detail, "values": dict(c.values)} for n, c in checks.items()
-                }
-                result = conformance.check(outcome.log, base, reference.expected(base))
-                row.conforms, row.differences = result.conforms, list(result.differences)
+                _judge_into(row, outcome.log, base, spec, entry, setup.baselines_path)
                 row.reason = "" if outcome.ok else outcome.failure().splitlines()[0]
-        rows.append(row)
-        write(out, base.name, rows)
-        if progress:
-            print(
-                f"[sensitivity] {variant.name}: {row.outcome}" + (f" ({row.reason})" if row.reason else ""),
-                file=progress,
-                flush=True,
-            )
+        _add(rows, row, out, base.name, progress)
     return rows
+
+
+def _judge_into(
+    row: Row, log: TrainingLog, base: models.ModelSpec, spec: models.ModelSpec, entry: baselines.Baseline, where: Path
+) -> None:
+    checks = judge(log, base, spec, entry, where)
+    row.checks = {n: {"passed": c.passed, "detail": c.detail, "values": dict(c.values)} for n, c in checks.items()}
+    result = conformance.check(log, base, reference.expected(base))
+    row.conforms, row.differences = result.conforms, list(result.differences)
+
+
+def _add(rows: list[Row], row: Row, out: Path, model: str, progress: TextIO | None) -> None:
+    rows.append(row)
+    write(out, model, rows)
+    if progress:
+        print(
+            f"[sensitivity] {row.variant}: {row.outcome}" + (f" ({row.reason})" if row.reason else ""),
+            file=progress,
+            flush=True,
+        )
+
+
+def tabulate_logs(
+    base: models.ModelSpec,
+    logs: list[tuple[Variant, Path]],
+    out: Path,
+    baselines_path: Path,
+    *,
+    progress: TextIO | None = sys.stderr,
+) -> list[Row]:
+    """Judge recorded logs of variants with today's checks, exactly as a trained matrix is judged; the table names
+    each log relative to itself (nothing is copied)."""
+    entry = baselines.require(baselines.load(baselines_path), base.name, baselines_path)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[Row] = []
+    for variant, path in logs:
+        row = Row(variant.name, variant.kind, variant.why, "judged", log=os.path.relpath(path, out))
+        log = logparse.parse_file(path)
+        if not log.steps:
+            raise AcceptanceError(f"{path}: no training step in this log (variant {variant.name})")
+        _judge_into(row, log, base, variant.spec(base), entry, baselines_path)
+        _add(rows, row, out, base.name, progress)
+    return rows
+
+
+def recorded(table_dir: Path) -> tuple[str, list[dict[str, Any]]]:
+    """A recorded table's model and rows (``table.json``), each row's log resolved against the table's folder."""
+    path = table_dir / "table.json"
+    doc = yamlio.load(path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list) or not isinstance(doc.get("model"), str):
+        raise AcceptanceError(f"{path}: not a sensitivity table (expected 'model' and 'rows')")
+    rows = []
+    for number, row in enumerate(doc["rows"], 1):
+        if not isinstance(row, dict) or not isinstance(row.get("variant"), str):
+            raise AcceptanceError(f"{path}: rows[{number}]: expected a mapping with a 'variant'")
+        if row.get("status") == "judged" and not (table_dir / str(row.get("log"))).is_file():
+            raise AcceptanceError(f"{path}: rows[{number}] ({row['variant']}): log {row.get('log')!r} not found")
+        rows.append(row)
+    return doc["model"], rows
+
+
+def changed_verdicts(before: list[dict[str, Any]], after: list[Row]) -> list[str]:
+    """Every check (and outcome) whose verdict on the same log differs between a recorded table and today's."""
+    now = {r.variant: r for r in after}
+    changes = []
+    for old in before:
+        new = now.get(old["variant"])
+        if new is None:
+            continue
+        for name, check in old.get("checks", {}).items():
+            passed = new.checks.get(name, {}).get("passed")
+            if passed != check.get("passed"):
+                changes.append(f"{old['variant']}: {name} {_word(check.get('passed'))} -> {_word(passed)}")
+        if old.get("outcome") != new.outcome:
+            changes.append(f"{old['variant']}: outcome {old.get('outcome')} -> {new.outcome}")
+    return changes
+
+
+def _word(passed: bool | None) -> str:
+    return "absent" if passed is None else "pass" if passed else "FAIL"
