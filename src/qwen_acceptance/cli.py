@@ -227,6 +227,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
         models_file=args.models,
         te=args.te,
         attention=args.attention,
+        jobs=args.jobs,
     )
     return _print_table(base.name, table.run_matrix(base, variants, out, setup), out)
 
@@ -399,6 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=argtypes.variant_log,
         metavar="VARIANT=PATH",
         help="judge these recorded logs (a variant of the catalogue, or lr_xS, each) instead of training",
+    )
+    sen.add_argument(
+        "--jobs",
+        type=argtypes.positive_int,
+        default=1,
+        metavar="N",
+        help="train up to N variants at once on the same GPUs (their throughput is then not judged; default 1)",
     )
     sen.add_argument("--catalogue", type=Path, help="fault catalogue YAML (default: the packaged faults.yaml)")
     sen.add_argument(

@@ -2,7 +2,6 @@
 against real processes (NaN, hang, crash, Ctrl-C, fail-fast), which must leave no process of the run behind."""
 
 import io
-import os
 import signal
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import alive
 
 from qwen_acceptance import models
 from qwen_acceptance.errors import AcceptanceError
@@ -222,15 +222,6 @@ def test_crash_reports_exit_code_and_last_lines(tmp_path):
     assert "RuntimeError: CUDA error: an illegal memory access" in message
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as handle:  # a zombie is dead too
-        return handle.read().split(")")[1].split()[0] != "Z"
-
-
 def test_abort_leaves_no_process_behind(tmp_path):
     pidfile = tmp_path / "grandchild.pid"
     out = monitor.supervise(
@@ -240,7 +231,7 @@ def test_abort_leaves_no_process_behind(tmp_path):
         total_steps=60,
     )
     assert out.abort_reason
-    assert not _alive(int(pidfile.read_text()))
+    assert not alive(int(pidfile.read_text()))
 
 
 def test_fail_fast_stops_a_broken_replay(tmp_path):
@@ -261,7 +252,7 @@ def test_fail_fast_stops_a_broken_replay(tmp_path):
     )
     assert 29 <= max(out.log.steps) < 199  # stopped, not run to the end
     assert f"run stopped: {out.abort_reason}" in (tmp_path / "l").read_text()
-    assert not _alive(int(pidfile.read_text()))
+    assert not alive(int(pidfile.read_text()))
 
 
 def test_an_honest_replay_runs_to_the_end_on_track(tmp_path):
@@ -291,7 +282,7 @@ def test_the_time_limit_still_wins_over_fail_fast(tmp_path):
         watch=smoke_watch(),
     )
     assert out.abort_reason == "wall-clock limit of 1 s reached" and max(out.log.steps) < 29
-    assert not _alive(int(pidfile.read_text()))
+    assert not alive(int(pidfile.read_text()))
 
 
 @pytest.mark.parametrize("fail_fast", [False, True], ids=["plain", "fail-fast-watching-a-broken-run"])
@@ -320,5 +311,5 @@ def test_ctrl_c_ends_the_whole_group(tmp_path, fail_fast):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert "KeyboardInterrupt" in err
-    assert not _alive(int(pidfile.read_text()))
+    assert not alive(int(pidfile.read_text()))
     assert "run stopped: interrupted (Ctrl-C)" in (tmp_path / "l").read_text()

@@ -5,9 +5,11 @@ detection table. What the H200 runs measured is in BENCHMARKS.md."""
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from processes import alive
 
 from qwen_acceptance import models
 from qwen_acceptance.errors import AcceptanceError
@@ -72,23 +74,32 @@ def test_selection_names_unknown_variants_and_adds_lr_scales():
         faults.select(None, [0.0])
 
 
-def _replaying(*replays):
-    """An executor that runs, for each plan in turn, a real process replaying a recorded log as its training
-    output (``replay_nemo.py`` with the given arguments)."""
+def _replaying(*replays, by_variant=None, spans=None):
+    """An executor that runs, for each plan in turn (or by variant name, for runs side by side), a real process
+    replaying a recorded log as its training output (``replay_nemo.py`` with the given arguments); ``spans``
+    collects each run's start and end."""
     queue = iter(replays)
 
-    def execute(plan, limits, progress):
-        extra = next(queue)
+    def execute(plan, limits, progress, stop):
+        extra = by_variant[plan.run_dir.parents[1].name] if by_variant else next(queue)
+        if extra == "interrupt":  # what a Ctrl-C in the main thread does to the matrix
+            time.sleep(0.5)
+            raise KeyboardInterrupt
         plan.run_dir.mkdir(parents=True)
         cmd = [sys.executable, str(HERE / "replay_nemo.py"), *map(str, extra)]
-        return monitor.supervise(
+        start = time.monotonic()
+        outcome = monitor.supervise(
             cmd,
             log_path=plan.log_path,
             name=plan.spec.name,
             total_steps=plan.spec.max_steps,
             limits=limits,
             env={"PYTHONPATH": str(HERE)},
+            stop=stop,
         )
+        if spans is not None:
+            spans.append((start, time.monotonic()))
+        return outcome
 
     return execute
 
@@ -247,3 +258,72 @@ def test_from_logs_writes_the_table_naming_each_log_relative_to_it(tmp_path):
     )
     model, (row,) = table.recorded(tmp_path / "t")
     assert model == "smoke_qwen3" and (tmp_path / "t" / row["log"]).resolve() == RERUN
+
+
+def _setup(tmp_path, **changes):
+    return table.Setup(
+        runs_dir=tmp_path / "runs",
+        data=DataChoice(prefix=_fake_prefix(tmp_path)),
+        baselines_path=ROOT / "baselines.yaml",
+        **changes,
+    )
+
+
+def test_jobs_train_variants_side_by_side_and_keep_catalogue_order(tmp_path):
+    """--jobs 2: two replayed runs overlap in time, the table lists them in catalogue order, and throughput (the
+    GPUs were shared) is not judged."""
+    catalogue = faults.catalogue()
+    spans = []
+    execute = _replaying(
+        by_variant={
+            "rerun": [RERUN, "--step-delay", 0.01],
+            "lr_x3": [RERUN, "--step-delay", 0.01, "--scale-loss", 0.6, "--scale-from", 30],
+        },
+        spans=spans,
+    )
+    rows = table.run_matrix(
+        MATRIX["smoke_qwen3"],
+        [catalogue["rerun"], catalogue["lr_x3"]],
+        tmp_path / "out",
+        _setup(tmp_path, jobs=2),
+        progress=None,
+        execute=execute,
+        visible_gpus=1,
+    )
+    (a_start, a_end), (b_start, b_end) = sorted(spans)
+    assert b_start < a_end, spans  # side by side, not one after the other
+    assert [(r.variant, r.outcome, r.shared) for r in rows] == [("rerun", "passed", True), ("lr_x3", "caught", True)]
+    assert all("throughput_within_band" not in r.checks for r in rows)
+    assert (
+        "| rerun | honest | yes | pass +0.0% | pass +0.0% | pass 1.0000 | shared GPUs | follows | passed |"
+        in (tmp_path / "out/table.md").read_text()
+    )
+
+
+def test_an_interrupt_stops_every_running_variant_and_keeps_what_it_ran(tmp_path):
+    """Ctrl-C while two variants train: the matrix re-raises it at once, the other run's process group is ended
+    (its grandchild too), and that run is in the table, as interrupted, with the steps it logged."""
+    catalogue = faults.catalogue()
+    pidfile = tmp_path / "grandchild.pid"
+    execute = _replaying(
+        by_variant={
+            "rerun": [RERUN, "--step-delay", 0.05, "--grandchild-pidfile", pidfile],  # 10 s if left alone
+            "lr_x3": "interrupt",
+        }
+    )
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        table.run_matrix(
+            MATRIX["smoke_qwen3"],
+            [catalogue["rerun"], catalogue["lr_x3"]],
+            tmp_path / "out",
+            _setup(tmp_path, jobs=2),
+            progress=None,
+            execute=execute,
+            visible_gpus=1,
+        )
+    assert time.monotonic() - started < 8
+    assert not alive(int(pidfile.read_text()))
+    (row,) = json.loads((tmp_path / "out/table.json").read_text())["rows"]
+    assert row["variant"] == "rerun" and row["reason"].startswith("interrupted (Ctrl-C)")
+    assert not row["checks"]["final_step_reached"]["passed"]

@@ -203,9 +203,11 @@ def supervise(
     progress: TextIO | None = None,
     on_step: Callable[[logparse.StepRecord], None] | None = None,
     watch: failfast.Watch | None = None,
+    stop: threading.Event | None = None,
 ) -> Outcome:
     """Run ``cmd`` in a new process group, writing everything it prints to ``log_path`` and feeding it to a
-    ``Monitor``; ``watch`` compares each step with the baseline for the live line, and may stop the run."""
+    ``Monitor``; ``watch`` compares each step with the baseline for the live line, and may stop the run. Setting
+    ``stop`` (from another thread: a Ctrl-C there, where this runs beside other runs) ends the run as interrupted."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**DEFAULT_ENV, **(os.environ if env is None else env)}
     monitor = Monitor(str(log_path), limits=limits, watch=watch, start=time.monotonic())
@@ -245,6 +247,8 @@ def supervise(
             while proc.poll() is None:
                 time.sleep(0.5)
                 with lock:
+                    if stop is not None and stop.is_set():
+                        monitor.abort = monitor.abort or "interrupted (Ctrl-C)"
                     if monitor.check(time.monotonic()) is not None:
                         break
         except KeyboardInterrupt:

@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -184,7 +185,12 @@ def prepare(
 
 
 def execute(
-    p: Plan, *, limits: Limits = Limits(), progress: TextIO | None = None, watch: failfast.Watch | None = None
+    p: Plan,
+    *,
+    limits: Limits = Limits(),
+    progress: TextIO | None = None,
+    watch: failfast.Watch | None = None,
+    stop: threading.Event | None = None,
 ) -> Outcome:
     """Run the plan in a fresh run folder (the command beside the log, for rerunning by hand)."""
     p.run_dir.mkdir(parents=True, exist_ok=False)
@@ -197,6 +203,7 @@ def execute(
         limits=limits,
         progress=progress,
         watch=watch,
+        stop=stop,
     )
 
 

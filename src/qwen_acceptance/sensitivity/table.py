@@ -13,7 +13,9 @@ import json
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -43,6 +45,7 @@ class Row:
     conforms: bool | None = None
     differences: list[str] = field(default_factory=list)
     log: str | None = None
+    shared: bool = False  # ran beside other variants on the same GPUs: its throughput is not judged
 
     @property
     def detected(self) -> bool | None:
@@ -109,7 +112,7 @@ def markdown(model: str, rows: list[Row]) -> str:
         done = all(r.checks[n]["passed"] for n in COMPLETED)
         lines.append(
             f"| {r.variant} | {r.kind} | {'yes' if done else '**no**'} | "
-            + " | ".join(_cell(r.checks.get(n)) for n in NUMERIC)
+            + " | ".join("shared GPUs" if r.shared and n not in LOSS else _cell(r.checks.get(n)) for n in NUMERIC)
             + f" | {'follows' if r.conforms else 'differs'} | {r.outcome} |"
         )
     return (
@@ -131,7 +134,9 @@ def write(out: Path, model: str, rows: list[Row]) -> None:
 
 @dataclass(frozen=True)
 class Setup:
-    """Everything a variant's run shares with the others."""
+    """Everything a variant's run shares with the others. ``jobs`` > 1 runs that many variants at once on the same
+    GPUs (a smoke model uses a sliver of an H200, and start-up dominates its run): their throughput is then not
+    judged."""
 
     runs_dir: Path
     data: DataChoice
@@ -140,13 +145,14 @@ class Setup:
     models_file: Path | None = None
     te: str = "auto"
     attention: str = "auto"
+    jobs: int = 1
 
 
-Execute = Callable[[Plan, Limits, TextIO | None], Outcome]
+Execute = Callable[[Plan, Limits, TextIO | None, threading.Event], Outcome]
 
 
-def _execute(the_plan: Plan, limits: Limits, progress: TextIO | None) -> Outcome:
-    return plan.execute(the_plan, limits=limits, progress=progress)
+def _execute(the_plan: Plan, limits: Limits, progress: TextIO | None, stop: threading.Event) -> Outcome:
+    return plan.execute(the_plan, limits=limits, progress=progress, stop=stop)
 
 
 def run_matrix(
@@ -159,63 +165,94 @@ def run_matrix(
     execute: Execute = _execute,
     visible_gpus: int | None = None,
 ) -> list[Row]:
-    """Train and judge every variant, rewriting ``out``/table.md and table.json after each."""
+    """Train and judge every variant, ``setup.jobs`` at a time, rewriting ``out``/table.md and table.json (in
+    catalogue order) as each one ends. On Ctrl-C the running variants are stopped, and written, before it goes on."""
     entry = baselines.require(baselines.load(setup.baselines_path), base.name, setup.baselines_path)
     here = topology.visible_gpus() if visible_gpus is None else visible_gpus
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    rows: list[Row] = []
-    for number, variant in enumerate(variants, 1):
+    shared = setup.jobs > 1
+    done: dict[int, Row] = {}
+    stop = threading.Event()
+
+    def finish(number: int, row: Row) -> None:
+        done[number] = row
+        write(out, base.name, [done[k] for k in sorted(done)])
         if progress:
             print(
-                f"[sensitivity] {number}/{len(variants)} {variant.name} ({variant.kind}): {variant.why}",
+                f"[sensitivity] {row.variant}: {row.outcome}"
+                + (f" ({row.reason})" if row.reason else "")
+                + (f"; {len(done)} of {len(variants)} done" if shared else ""),
                 file=progress,
                 flush=True,
             )
-        row = Row(variant.name, variant.kind, variant.why, "judged")
-        spec = variant.spec(base)
-        if spec.gpus > here:
-            row.status, row.reason = "skipped", f"needs {spec.gpus} GPUs, {here} here"
+
+    def train(variant: Variant, spec: models.ModelSpec, the_plan: Plan) -> Row:
+        outcome = execute(the_plan, setup.limits, None if shared else progress, stop)
+        row = Row(variant.name, variant.kind, variant.why, "judged", shared=shared)
+        if outcome.log_path.is_file():
+            row.log = str(Path("logs") / f"{variant.name}.log")
+            shutil.copyfile(outcome.log_path, out / row.log)
+        if not outcome.ok and not outcome.log.steps:
+            row.status, row.reason = "crashed", outcome.failure().splitlines()[0]
         else:
-            data = replace(setup.data, append_eod=variant.append_eod)
-            the_plan = plan.prepare(
-                spec,
-                runs_dir=setup.runs_dir / variant.name,
-                data=data,
-                models_file=setup.models_file,
-                te=setup.te,
-                attention=variant.attention or setup.attention,
-            )
-            outcome = execute(the_plan, setup.limits, progress)
-            if outcome.log_path.is_file():
-                row.log = str(Path("logs") / f"{variant.name}.log")
-                shutil.copyfile(outcome.log_path, out / row.log)
-            if not outcome.ok and not outcome.log.steps:
-                row.status, row.reason = "crashed", outcome.failure().splitlines()[0]
-            else:
-                _judge_into(row, outcome.log, base, spec, entry, setup.baselines_path)
-                row.reason = "" if outcome.ok else outcome.failure().splitlines()[0]
-        _add(rows, row, out, base.name, progress)
-    return rows
+            _judge_into(row, outcome.log, base, spec, entry, setup.baselines_path)
+            row.reason = "" if outcome.ok else outcome.failure().splitlines()[0]
+        return row
+
+    running: dict[Future[Row], int] = {}
+
+    def collect(when: str) -> None:
+        finished, _ = wait(running, return_when=when)
+        for future in sorted(finished, key=running.__getitem__):
+            finish(running.pop(future), future.result())
+
+    with ThreadPoolExecutor(max_workers=setup.jobs) as pool:
+        try:
+            for number, variant in enumerate(variants, 1):
+                spec = variant.spec(base)
+                if spec.gpus > here:
+                    finish(
+                        number,
+                        Row(variant.name, variant.kind, variant.why, "skipped", f"needs {spec.gpus} GPUs, {here} here"),
+                    )
+                    continue
+                while len(running) >= setup.jobs:
+                    collect(FIRST_COMPLETED)
+                if progress:
+                    print(
+                        f"[sensitivity] {number}/{len(variants)} {variant.name} ({variant.kind}): {variant.why}",
+                        file=progress,
+                        flush=True,
+                    )
+                the_plan = plan.prepare(
+                    spec,
+                    runs_dir=setup.runs_dir / variant.name,
+                    data=replace(setup.data, append_eod=variant.append_eod),
+                    models_file=setup.models_file,
+                    te=setup.te,
+                    attention=variant.attention or setup.attention,
+                )
+                running[pool.submit(train, variant, spec, the_plan)] = number
+            while running:
+                collect(FIRST_COMPLETED)
+        except BaseException:
+            stop.set()
+            for future in list(running):  # each stops its process group on the event, and is written as it ran
+                if future.exception() is None:
+                    finish(running.pop(future), future.result())
+            raise
+    return [done[k] for k in sorted(done)]
 
 
 def _judge_into(
     row: Row, log: TrainingLog, base: models.ModelSpec, spec: models.ModelSpec, entry: baselines.Baseline, where: Path
 ) -> None:
     checks = judge(log, base, spec, entry, where)
+    if row.shared:
+        del checks["throughput_within_band"]
     row.checks = {n: {"passed": c.passed, "detail": c.detail, "values": dict(c.values)} for n, c in checks.items()}
     result = conformance.check(log, base, reference.expected(base))
     row.conforms, row.differences = result.conforms, list(result.differences)
-
-
-def _add(rows: list[Row], row: Row, out: Path, model: str, progress: TextIO | None) -> None:
-    rows.append(row)
-    write(out, model, rows)
-    if progress:
-        print(
-            f"[sensitivity] {row.variant}: {row.outcome}" + (f" ({row.reason})" if row.reason else ""),
-            file=progress,
-            flush=True,
-        )
 
 
 def tabulate_logs(
@@ -237,7 +274,10 @@ def tabulate_logs(
         if not log.steps:
             raise AcceptanceError(f"{path}: no training step in this log (variant {variant.name})")
         _judge_into(row, log, base, variant.spec(base), entry, baselines_path)
-        _add(rows, row, out, base.name, progress)
+        rows.append(row)
+        write(out, base.name, rows)
+        if progress:
+            print(f"[sensitivity] {row.variant}: {row.outcome}", file=progress, flush=True)
     return rows
 
 
