@@ -3,7 +3,7 @@
 # models, judged against baselines.yaml, into OUT/MODEL/ (table.md, table.json, logs/). Variants that need more GPUs
 # than the machine has become rows that say so. Extra arguments go to every `qwen-acceptance sensitivity`
 # (e.g. --faults lr_x3 rerun, --lr-scale 1.5, or --jobs 4: four variants at once on one H200, for the loss checks;
-# the honest variants' throughput wants --jobs 1).
+# the honest variants' throughput wants --jobs 1; --bisect-lr 3 --jobs 4: the learning-rate detection power).
 # Usage: bash benchmarks/sensitivity_device.sh OUT [extra sensitivity arguments]
 set -uo pipefail
 out=${1:?usage: sensitivity_device.sh OUT [extra sensitivity arguments]}; shift

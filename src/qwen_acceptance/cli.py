@@ -210,15 +210,19 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     out = args.out or args.runs_dir / "sensitivity" / f"{base.name}-{stamp}"
     if args.from_logs:
-        if args.faults or args.lr_scale:
-            raise AcceptanceError("sensitivity: --from-logs judges the logs it names; --faults and --lr-scale train")
+        if args.faults or args.lr_scale or args.bisect_lr is not None:
+            raise AcceptanceError(
+                "sensitivity: --from-logs judges the logs it names; --faults, --lr-scale and --bisect-lr train"
+            )
         names = [name for name, _ in args.from_logs]
         if repeated := sorted({n for n in names if names.count(n) > 1}):
             raise AcceptanceError(f"sensitivity: --from-logs names {', '.join(repeated)} more than once")
         logs = [(faults.named(name, args.catalogue), path) for name, path in args.from_logs]
         rows = table.tabulate_logs(base, logs, out, args.baselines)
         return _print_table(base.name, rows, out)
-    variants = faults.select(args.faults, args.lr_scale, args.catalogue)
+    if args.bisect_lr is not None and (args.faults or args.lr_scale):
+        raise AcceptanceError("sensitivity: --bisect-lr chooses its own multipliers; drop --faults and --lr-scale")
+    variants = [] if args.bisect_lr is not None else faults.select(args.faults, args.lr_scale, args.catalogue)
     setup = table.Setup(
         runs_dir=args.runs_dir,
         data=data_choice(args),
@@ -229,6 +233,13 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
         attention=args.attention,
         jobs=args.jobs,
     )
+    if args.bisect_lr is not None:
+        from qwen_acceptance.sensitivity import bisect
+
+        sides = bisect.run(base, out, setup, rounds=args.bisect_lr)
+        print(bisect.markdown(base.name, sides), end="")
+        print(f"bisection and each round's table and logs: {out}")
+        return EXIT_PASS if all(s.fails is not None for s in sides) else EXIT_FAIL
     return _print_table(base.name, table.run_matrix(base, variants, out, setup), out)
 
 
@@ -400,6 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=argtypes.variant_log,
         metavar="VARIANT=PATH",
         help="judge these recorded logs (a variant of the catalogue, or lr_xS, each) instead of training",
+    )
+    sen.add_argument(
+        "--bisect-lr",
+        type=argtypes.positive_int,
+        metavar="ROUNDS",
+        help="find the learning-rate multipliers above and below 1 the suite first fails: ×3 and ×0.3, then ROUNDS "
+        "rounds narrowing each bracket (--jobs multipliers a round); exit 1 when a side is not bracketed",
     )
     sen.add_argument(
         "--jobs",

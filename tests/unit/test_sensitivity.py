@@ -74,14 +74,12 @@ def test_selection_names_unknown_variants_and_adds_lr_scales():
         faults.select(None, [0.0])
 
 
-def _replaying(*replays, by_variant=None, spans=None):
-    """An executor that runs, for each plan in turn (or by variant name, for runs side by side), a real process
-    replaying a recorded log as its training output (``replay_nemo.py`` with the given arguments); ``spans``
-    collects each run's start and end."""
-    queue = iter(replays)
+def _replaying(args_for, spans=None):
+    """An executor that runs, for each plan, a real process replaying a recorded log as its training output
+    (``replay_nemo.py`` with the arguments ``args_for(plan)`` gives); ``spans`` collects each run's start and end."""
 
     def execute(plan, limits, progress, stop):
-        extra = by_variant[plan.run_dir.parents[1].name] if by_variant else next(queue)
+        extra = args_for(plan)
         if extra == "interrupt":  # what a Ctrl-C in the main thread does to the matrix
             time.sleep(0.5)
             raise KeyboardInterrupt
@@ -104,6 +102,16 @@ def _replaying(*replays, by_variant=None, spans=None):
     return execute
 
 
+def _in_turn(*replays):
+    queue = iter(replays)
+    return lambda plan: next(queue)
+
+
+def _by_variant(replays):
+    """For runs side by side: each plan's replay by its variant (its runs folder is RUNS/VARIANT/MODEL/STAMP)."""
+    return lambda plan: replays[plan.run_dir.parents[1].name]
+
+
 def test_run_matrix_judges_each_variant_with_the_suites_checks(tmp_path):
     base = MATRIX["smoke_qwen3"]
     catalogue = faults.catalogue()
@@ -119,7 +127,7 @@ def test_run_matrix_judges_each_variant_with_the_suites_checks(tmp_path):
         baselines_path=ROOT / "baselines.yaml",
     )
     rows = table.run_matrix(
-        base, variants, tmp_path / "out", setup, progress=None, execute=_replaying(*replays), visible_gpus=1
+        base, variants, tmp_path / "out", setup, progress=None, execute=_replaying(_in_turn(*replays)), visible_gpus=1
     )
     assert [r.outcome for r in rows] == ["passed", "caught", "caught", "skipped"]
     rerun, lr3, warm, dp2 = rows
@@ -153,7 +161,7 @@ def test_a_variant_with_no_training_line_is_a_crashed_row(tmp_path):
         setup,
         progress=None,
         visible_gpus=1,
-        execute=_replaying([empty, "--exit-code", 1]),
+        execute=_replaying(_in_turn([empty, "--exit-code", 1])),
     )
     assert row.outcome == "crashed" and row.reason.startswith("training exited with code 1")
 
@@ -221,6 +229,9 @@ def test_named_variants_include_any_learning_rate_scale():
         (["--from-logs", "rerun=a.log", "rerun=b.log"], "--from-logs names rerun more than once"),
         (["--from-logs", f"rerun={RERUN}", "--faults", "lr_x3"], "--from-logs judges the logs it names"),
         (["--from-logs", "rerun=missing.log"], "missing.log: no such log file"),
+        (["--bisect-lr", "2", "--faults", "lr_x3"], "--bisect-lr chooses its own multipliers"),
+        (["--bisect-lr", "0"], "--bisect-lr: must be at least 1, got 0"),
+        (["--from-logs", f"rerun={RERUN}", "--bisect-lr", "2"], "--faults, --lr-scale and --bisect-lr train"),
         (["--from-logs", "rerun=foreign.log"], "foreign.log: no training step in this log (variant rerun)"),
     ],
 )
@@ -275,10 +286,12 @@ def test_jobs_train_variants_side_by_side_and_keep_catalogue_order(tmp_path):
     catalogue = faults.catalogue()
     spans = []
     execute = _replaying(
-        by_variant={
-            "rerun": [RERUN, "--step-delay", 0.01],
-            "lr_x3": [RERUN, "--step-delay", 0.01, "--scale-loss", 0.6, "--scale-from", 30],
-        },
+        _by_variant(
+            {
+                "rerun": [RERUN, "--step-delay", 0.01],
+                "lr_x3": [RERUN, "--step-delay", 0.01, "--scale-loss", 0.6, "--scale-from", 30],
+            }
+        ),
         spans=spans,
     )
     rows = table.run_matrix(
@@ -306,10 +319,12 @@ def test_an_interrupt_stops_every_running_variant_and_keeps_what_it_ran(tmp_path
     catalogue = faults.catalogue()
     pidfile = tmp_path / "grandchild.pid"
     execute = _replaying(
-        by_variant={
-            "rerun": [RERUN, "--step-delay", 0.05, "--grandchild-pidfile", pidfile],  # 10 s if left alone
-            "lr_x3": "interrupt",
-        }
+        _by_variant(
+            {
+                "rerun": [RERUN, "--step-delay", 0.05, "--grandchild-pidfile", pidfile],  # 10 s if left alone
+                "lr_x3": "interrupt",
+            }
+        )
     )
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
@@ -327,3 +342,46 @@ def test_an_interrupt_stops_every_running_variant_and_keeps_what_it_ran(tmp_path
     (row,) = json.loads((tmp_path / "out/table.json").read_text())["rows"]
     assert row["variant"] == "rerun" and row["reason"].startswith("interrupted (Ctrl-C)")
     assert not row["checks"]["final_step_reached"]["passed"]
+
+
+def test_bisection_brackets_the_multipliers_the_suite_first_fails(tmp_path):
+    """Replayed runs whose loss moves as the learning-rate multiplier s to the power 1/4 (from step 30): the 5%
+    final-loss rule fails them beyond s = 1.05^4 = 1.216 and below 0.95^4 = 0.815. From ×3 and ×0.3, two rounds of
+    two multipliers a side (--jobs 4) bracket both within a factor of 1.13."""
+    from qwen_acceptance.sensitivity import bisect
+
+    base = MATRIX["smoke_qwen3"]
+
+    def args_for(plan):
+        scale = plan.spec.lr.max / base.lr.max
+        return [RERUN, "--scale-loss", scale**0.25, "--scale-from", 30]
+
+    sides = bisect.run(
+        base,
+        tmp_path / "out",
+        _setup(tmp_path, jobs=4),
+        rounds=2,
+        progress=None,
+        execute=_replaying(args_for),
+        visible_gpus=1,
+    )
+    above, below = sides
+    assert above.passes < 1.05**4 < above.fails and above.fails / above.passes < 1.13
+    assert below.fails < 0.95**4 < below.passes and below.passes / below.fails < 1.15
+    assert (above.passes, above.fails, below.fails, below.passes) == (1.1298, 1.2765, 0.7652, 0.8748)
+    assert len(above.trials) == len(below.trials) == 5  # round 0's endpoint, then two a round
+    text = (tmp_path / "out/bisect.md").read_text()
+    assert "- above 1: passes ×1.1298, fails ×1.2765\n- below 1: passes ×0.8748, fails ×0.7652\n" in text
+    assert "| above | 2 | ×1.2765 | caught | final_loss_within_tolerance | +6.3% | +6.3% | 0.9990 |" in text
+    assert (tmp_path / "out/round-2/table.json").is_file()
+
+
+def test_a_bracket_narrows_toward_one_and_a_pass_beyond_a_failure_is_noise():
+    from qwen_acceptance.sensitivity.bisect import Side
+
+    side = Side("above")
+    side.update({3.0: False})  # not caught at the furthest point: no bracket, and the next rounds leave it alone
+    assert (side.passes, side.fails) == (3.0, None)
+    side = Side("below", fails=0.3)
+    side.update({0.4481: False, 0.6694: True})  # the pass further from 1 than a failure is noise at the threshold
+    assert (side.passes, side.fails) == (1.0, 0.6694) and side.candidates(1) == [0.8182]

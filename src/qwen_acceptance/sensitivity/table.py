@@ -151,7 +151,7 @@ class Setup:
 Execute = Callable[[Plan, Limits, TextIO | None, threading.Event], Outcome]
 
 
-def _execute(the_plan: Plan, limits: Limits, progress: TextIO | None, stop: threading.Event) -> Outcome:
+def execute_plan(the_plan: Plan, limits: Limits, progress: TextIO | None, stop: threading.Event) -> Outcome:
     return plan.execute(the_plan, limits=limits, progress=progress, stop=stop)
 
 
@@ -162,7 +162,7 @@ def run_matrix(
     setup: Setup,
     *,
     progress: TextIO | None = sys.stderr,
-    execute: Execute = _execute,
+    execute: Execute = execute_plan,
     visible_gpus: int | None = None,
 ) -> list[Row]:
     """Train and judge every variant, ``setup.jobs`` at a time, rewriting ``out``/table.md and table.json (in
