@@ -482,3 +482,25 @@ def test_markers_are_registered_from_the_matrix(suite, pytester):
     assert {*models.load_matrix(), "smoke", "smoke_extra", "nightly"} <= names
     out = suite.run("--strict-markers", "-m", "nightly", "--models-file", extra)
     out.assert_outcomes(skipped=8)  # selected, and skipped for want of a log or a GPU
+
+
+RECORDED_ROWS = [
+    (table_json.parent, row)
+    for table_json in sorted((ROOT / "fixtures/sensitivity").glob("*/table.json"))
+    for row in json.loads(table_json.read_text())["rows"]
+    if row["status"] == "judged"
+]
+
+
+@pytest.mark.parametrize("table_dir, row", RECORDED_ROWS, ids=[f"{d.name}-{r['variant']}" for d, r in RECORDED_ROWS])
+def test_pytest_judges_each_recorded_variant_as_its_table_says(suite, tmp_path, table_dir, row):
+    """The sensitivity tables claim to judge with exactly the suite's checks: each recorded variant log, run
+    through `pytest --from-log`, gets from every test the verdict its table row records (conformance included)."""
+    model = json.loads((table_dir / "table.json").read_text())["model"]
+    base = tmp_path / "baselines.yaml"  # a path inside the checkout would make it pytest's rootdir
+    base.write_text((ROOT / "baselines.yaml").read_text())
+    out = suite.judge(model, table_dir / row["log"], base)
+    expected = {f"test_{name}": "passed" if c["passed"] else "failed" for name, c in row["checks"].items()}
+    expected["test_run_follows_reference"] = "passed" if row["conforms"] else "failed"
+    outcomes = by_test(out, model)
+    assert {name: outcomes[name] for name in expected} == expected, out.text
