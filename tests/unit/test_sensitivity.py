@@ -280,10 +280,18 @@ def _setup(tmp_path, **changes):
     )
 
 
+def _rerun_and_lr_x3_side_by_side(tmp_path, execute):
+    catalogue = faults.catalogue()
+    variants = [catalogue["rerun"], catalogue["lr_x3"]]
+    setup = _setup(tmp_path, jobs=2)
+    return table.run_matrix(
+        MATRIX["smoke_qwen3"], variants, tmp_path / "out", setup, progress=None, execute=execute, visible_gpus=1
+    )
+
+
 def test_jobs_train_variants_side_by_side_and_keep_catalogue_order(tmp_path):
     """--jobs 2: two replayed runs overlap in time, the table lists them in catalogue order, and throughput (the
     GPUs were shared) is not judged."""
-    catalogue = faults.catalogue()
     spans = []
     execute = _replaying(
         _by_variant(
@@ -294,15 +302,7 @@ def test_jobs_train_variants_side_by_side_and_keep_catalogue_order(tmp_path):
         ),
         spans=spans,
     )
-    rows = table.run_matrix(
-        MATRIX["smoke_qwen3"],
-        [catalogue["rerun"], catalogue["lr_x3"]],
-        tmp_path / "out",
-        _setup(tmp_path, jobs=2),
-        progress=None,
-        execute=execute,
-        visible_gpus=1,
-    )
+    rows = _rerun_and_lr_x3_side_by_side(tmp_path, execute)
     (a_start, a_end), (b_start, b_end) = sorted(spans)
     assert b_start < a_end, spans  # side by side, not one after the other
     assert [(r.variant, r.outcome, r.shared) for r in rows] == [("rerun", "passed", True), ("lr_x3", "caught", True)]
@@ -316,7 +316,6 @@ def test_jobs_train_variants_side_by_side_and_keep_catalogue_order(tmp_path):
 def test_an_interrupt_stops_every_running_variant_and_keeps_what_it_ran(tmp_path):
     """Ctrl-C while two variants train: the matrix re-raises it at once, the other run's process group is ended
     (its grandchild too), and that run is in the table, as interrupted, with the steps it logged."""
-    catalogue = faults.catalogue()
     pidfile = tmp_path / "grandchild.pid"
     execute = _replaying(
         _by_variant(
@@ -328,15 +327,7 @@ def test_an_interrupt_stops_every_running_variant_and_keeps_what_it_ran(tmp_path
     )
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        table.run_matrix(
-            MATRIX["smoke_qwen3"],
-            [catalogue["rerun"], catalogue["lr_x3"]],
-            tmp_path / "out",
-            _setup(tmp_path, jobs=2),
-            progress=None,
-            execute=execute,
-            visible_gpus=1,
-        )
+        _rerun_and_lr_x3_side_by_side(tmp_path, execute)
     assert time.monotonic() - started < 8
     assert not alive(int(pidfile.read_text()))
     (row,) = json.loads((tmp_path / "out/table.json").read_text())["rows"]
