@@ -8,10 +8,12 @@ every output is compared byte for byte with the first one. Usage:
 
     python benchmarks/preprocess_bench.py [--megabytes 200] [--workers 1 2 4 8 16] [--paths ours reference]
                                           [--json OUT.json]
+    python benchmarks/preprocess_bench.py --merge A.json B.json ...   (one table from a sweep split in parts)
 
-The input is unique real text: the Python source files of this interpreter's standard library and site-packages,
-one document each, deduplicated by content, in sorted order, until ``--megabytes`` of JSON lines (a corpus
-repeated to size would favour the slow tokenizer's per-word cache and mislead). The parent's own CPU time is
+The input is unique real text: the Python source files of this interpreter's standard library and every folder on
+``sys.path`` (site-packages, and what PYTHONPATH carries), one document each, deduplicated by content, in sorted
+order, until ``--megabytes`` of JSON lines (a corpus repeated to size would favour the slow tokenizer's per-word
+cache and mislead). The parent's own CPU time is
 reported as the share of the time it was busy (ours: from its pool's start; the reference's: in all): the rate divided
 by that share is where the single reader and writer would become the ceiling.
 """
@@ -134,12 +136,17 @@ def measure(which: str, path: Path, prefix: Path, workers: int) -> dict:
 
 
 def write_corpus(path: Path, megabytes: float) -> tuple[int, int]:
-    """Unique Python sources (stdlib, then site-packages) as JSON lines; returns (documents, characters)."""
-    roots = [Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])]
+    """Unique Python sources (stdlib, then every folder on sys.path: site-packages and what PYTHONPATH carries) as
+    JSON lines; returns (documents, characters). Too little unique text is an error, not a smaller benchmark."""
+    roots = [Path(sysconfig.get_paths()["stdlib"]), *(Path(p) for p in sys.path if p and Path(p).is_dir())]
     seen: set[str] = set()
+    visited: set[Path] = set()
     documents = chars = 0
     with path.open("w", encoding="utf-8") as out:
         for root in roots:
+            if root.resolve() in visited:
+                continue
+            visited.add(root.resolve())
             for source in sorted(root.rglob("*.py")):
                 try:
                     text = source.read_text(encoding="utf-8")
@@ -153,7 +160,48 @@ def write_corpus(path: Path, megabytes: float) -> tuple[int, int]:
                 documents, chars = documents + 1, chars + len(text)
                 if out.tell() >= megabytes * 1e6:
                     return documents, chars
-    return documents, chars
+        found = out.tell() / 1e6
+    raise SystemExit(
+        f"preprocess_bench: only {found:.1f} MB of unique Python sources under {', '.join(map(str, visited))}; "
+        f"--megabytes {megabytes:g} asks for more (add folders to PYTHONPATH, or ask for less)"
+    )
+
+
+HEADER = (
+    "| path | workers | tokens/s | MB/s | efficiency vs 1 worker | parent CPU / wall | parent ceiling tokens/s | "
+    "peak RSS (tree) GiB | identical |\n|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def derive(points: list[dict], input_mb: float) -> list[str]:
+    """Each point's rate, efficiency against the same path's 1-worker point, parent ceiling and byte-identity with
+    the first point (added to the points), and its table line."""
+    one = {p["path"]: p["tokens"] / p["seconds"] for p in points if p["workers"] == 1}
+    first = points[0]["sha256"]
+    lines = []
+    for p in points:
+        rate = p["tokens"] / p["seconds"]
+        eff = rate / (p["workers"] * one[p["path"]]) if p["path"] in one else None
+        ceiling = rate / p["parent_busy"] if p["parent_busy"] else None
+        p.update(tokens_per_s=rate, mb_per_s=input_mb / p["seconds"], efficiency=eff, identical=p["sha256"] == first)
+        lines.append(
+            f"| {p['path']} | {p['workers']} | {rate:,.0f} | {p['mb_per_s']:.2f} | "
+            f"{'—' if eff is None else f'{eff:.0%}'} | {p['parent_busy']:.0%} | "
+            f"{'—' if ceiling is None else f'{ceiling:,.0f}'} | {p['peak_rss_gib']:.2f} | "
+            f"{'yes' if p['identical'] else 'NO'} |"
+        )
+    return lines
+
+
+def merge(files: list[Path]) -> None:
+    """One table from several runs on the same input (a sweep split to fit a time limit)."""
+    runs = [json.loads(f.read_text()) for f in files]
+    if len({r["corpus_sha256"] for r in runs}) != 1:
+        raise SystemExit(f"preprocess_bench: --merge {' '.join(map(str, files))}: the runs read different inputs")
+    points = [p for r in runs for p in r["points"]]
+    print(f"input: {runs[0]['documents']} unique Python sources, {runs[0]['input_mb']:.1f} MB; {runs[0]['cpus']} CPUs")
+    print(HEADER)
+    print("\n".join(derive(points, runs[0]["input_mb"])))
 
 
 def main() -> None:
@@ -165,58 +213,43 @@ def main() -> None:
     parser.add_argument("--megabytes", type=float, default=200, help="size of the JSON-lines input, in MB")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--paths", nargs="+", choices=["ours", "reference"], default=["ours", "reference"])
-    parser.add_argument("--json", type=Path, help="also write every point here")
+    parser.add_argument("--json", type=Path, help="also write every point here (rewritten after each)")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", metavar="JSON", help="print one table from earlier --json runs"
+    )
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         path = tmp / "corpus.jsonl"
         documents, chars = write_corpus(path, args.megabytes)
         size = path.stat().st_size
+        corpus_sha = hashlib.sha256(path.read_bytes()).hexdigest()
         print(
             f"input: {documents} unique Python sources, {size / 1e6:.1f} MB, {chars / 1e6:.1f} M characters; "
             f"{os.cpu_count()} CPUs"
         )
-        print(
-            "| path | workers | tokens/s | MB/s | efficiency vs 1 worker | parent CPU / wall | parent ceiling "
-            "tokens/s | peak RSS (tree) GiB | identical |"
-        )
-        print("|---|---|---|---|---|---|---|---|---|")
-        points, first_digest, base_rate = [], None, {}
+        print(HEADER)
+        points: list[dict] = []
         for which in args.paths:
             for workers in args.workers:
-                p = measure(which, path, tmp / f"{which}{workers}", workers)
-                rate = p["tokens"] / p["seconds"]
-                base_rate.setdefault(which, rate / workers if workers == 1 else None)
-                first_digest = first_digest or p["sha256"]
-                eff = rate / (workers * base_rate[which]) if base_rate[which] else None
-                ceiling = rate / p["parent_busy"] if p["parent_busy"] else None
                 points.append(
-                    {
-                        "path": which,
-                        "workers": workers,
-                        "tokens_per_s": rate,
-                        "mb_per_s": size / 1e6 / p["seconds"],
-                        "efficiency": eff,
-                        "identical": p["sha256"] == first_digest,
-                        **p,
-                    }
+                    {"path": which, "workers": workers, **measure(which, path, tmp / f"{which}{workers}", workers)}
                 )
-                print(
-                    f"| {which} | {workers} | {rate:,.0f} | {size / 1e6 / p['seconds']:.2f} | "
-                    f"{'—' if eff is None else f'{eff:.0%}'} | {p['parent_busy']:.0%} | "
-                    f"{'—' if ceiling is None else f'{ceiling:,.0f}'} | {p['peak_rss_gib']:.2f} | "
-                    f"{'yes' if p['sha256'] == first_digest else 'NO'} |",
-                    flush=True,
-                )
+                print(derive(points, size / 1e6)[-1], flush=True)
                 for suffix in (".bin", ".idx"):
                     Path(f"{tmp / f'{which}{workers}'}_text_document{suffix}").unlink()
-        if args.json:
-            args.json.write_text(
-                json.dumps(
-                    {"input_mb": size / 1e6, "documents": documents, "cpus": os.cpu_count(), "points": points}, indent=1
-                )
-                + "\n"
-            )
+                if args.json:  # after every point: a sweep cut short by a time limit keeps what it measured
+                    doc = {
+                        "input_mb": size / 1e6,
+                        "documents": documents,
+                        "cpus": os.cpu_count(),
+                        "corpus_sha256": corpus_sha,
+                        "points": points,
+                    }
+                    args.json.write_text(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":
