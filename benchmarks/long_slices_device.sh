@@ -3,7 +3,8 @@
 # qwen25_7b's width at seq 8192 and qwen3_30b_a3b's (MoE) at seq 4096, STEPS steps each, side by side on the one
 # GPU, through the suite's own `bench` path, on a corpus of real text made on the machine (CPython's standard
 # library sources, about 20 MB: big enough that 300 steps do not repeat it many times). Logs in OUT/.
-# Usage: bash benchmarks/long_slices_device.sh OUT [STEPS] [LAYERS] [GLOBAL_BATCH]
+# MODELS="qwen3_8b" picks the slices (default all three; a 16-layer dense slice needs the GPU to itself).
+# Usage: [MODELS=...] bash benchmarks/long_slices_device.sh OUT [STEPS] [LAYERS] [GLOBAL_BATCH]
 set -uo pipefail
 out=${1:?usage: long_slices_device.sh OUT [STEPS] [LAYERS] [GLOBAL_BATCH]}
 steps=${2:-300}; layers=${3:-4}; gb=${4:-2}
@@ -33,7 +34,12 @@ bench() {  # MODEL LAYOUT EXTRA...
   echo "$model: rc $?"
 }
 # Side by side; the first to start preprocesses the corpus into the shared data cache, the others wait for it.
-bench qwen3_8b tp=1 & bench qwen25_7b tp=1 & bench qwen3_30b_a3b tp=1,pp=1,ep=1,sp=false &
+for model in ${MODELS:-qwen3_8b qwen25_7b qwen3_30b_a3b}; do
+  case $model in
+    qwen3_30b_a3b) bench "$model" tp=1,pp=1,ep=1,sp=false & ;;
+    *) bench "$model" tp=1 & ;;
+  esac
+done
 wait
 for log in /tmp/qa-long/runs/*/*/train.log; do
   cp "$log" "$out/$(basename "$(dirname "$(dirname "$log")")").log"
