@@ -166,7 +166,8 @@ def run_matrix(
     visible_gpus: int | None = None,
 ) -> list[Row]:
     """Train and judge every variant, ``setup.jobs`` at a time, rewriting ``out``/table.md and table.json (in
-    catalogue order) as each one ends. On Ctrl-C the running variants are stopped, and written, before it goes on."""
+    catalogue order) as each one ends. On Ctrl-C the running variants are stopped and written before it propagates;
+    on any other error they run to their end first."""
     entry = baselines.require(baselines.load(setup.baselines_path), base.name, setup.baselines_path)
     here = topology.visible_gpus() if visible_gpus is None else visible_gpus
     (out / "logs").mkdir(parents=True, exist_ok=True)
@@ -235,9 +236,10 @@ def run_matrix(
                 running[pool.submit(train, variant, spec, the_plan)] = number
             while running:
                 collect(FIRST_COMPLETED)
-        except BaseException:
-            stop.set()
-            for future in list(running):  # each stops its process group on the event, and is written as it ran
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):  # stop the others too; any other error lets them finish
+                stop.set()
+            for future in list(running):  # each is written as it ran (stopped on the event, or to its end)
                 if future.exception() is None:
                     finish(running.pop(future), future.result())
             raise
