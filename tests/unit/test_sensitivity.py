@@ -181,15 +181,16 @@ RECORDED = sorted((ROOT / "fixtures/sensitivity").glob("*/table.json"))
 @pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.parent.name)
 def test_a_recorded_matrix_keeps_every_verdict(tmp_path, path):
     """The H200 variant logs of fixtures/sensitivity re-judged with today's parser, metrics and thresholds: every
-    honest log passes every loss check, every broken log is caught, and no check's verdict moved from the one
-    recorded (a change that loses a detection, or raises a false alarm, fails here)."""
+    honest log passes every loss check, and no check's verdict (nor any outcome: a broken variant the table records
+    as missed stays a documented miss) moved from the one recorded, so a change that loses a detection, or raises a
+    false alarm, fails here."""
     model, before = table.recorded(path.parent)
     logs = [(faults.named(r["variant"]), path.parent / r["log"]) for r in before if r["status"] == "judged"]
     assert logs, f"{path}: no judged row"
     rows = table.tabulate_logs(MATRIX[model], logs, tmp_path, ROOT / "baselines.yaml", progress=None)
     assert table.changed_verdicts(before, rows) == []
     for row in rows:
-        assert row.outcome == ("passed" if row.kind == "honest" else "caught"), (row.variant, row.checks)
+        assert row.kind != "honest" or row.outcome == "passed", (row.variant, row.checks)
 
 
 def test_changed_verdicts_names_each_check_that_moved(tmp_path):
