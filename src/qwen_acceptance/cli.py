@@ -223,6 +223,12 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     if args.bisect_lr is not None and (args.faults or args.lr_scale):
         raise AcceptanceError("sensitivity: --bisect-lr chooses its own multipliers; drop --faults and --lr-scale")
     variants = [] if args.bisect_lr is not None else faults.select(args.faults, args.lr_scale, args.catalogue)
+    needs = min((v.spec(base).gpus for v in variants), default=base.gpus)
+    if (here := topology.visible_gpus()) < needs:  # a table of skipped rows would prove nothing
+        raise AcceptanceError(
+            f"sensitivity: the variants asked for train on {needs} GPU(s) or more and nvidia-smi sees {here} "
+            "(--from-logs judges recorded logs without any)"
+        )
     setup = table.Setup(
         runs_dir=args.runs_dir,
         data=data_choice(args),

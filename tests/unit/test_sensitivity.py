@@ -3,6 +3,7 @@ and `run_matrix` drives real processes (the launcher replaying recorded smoke lo
 detection table. What the H200 runs measured is in BENCHMARKS.md."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -233,6 +234,9 @@ def test_named_variants_include_any_learning_rate_scale():
         (["--bisect-lr", "2", "--faults", "lr_x3"], "--bisect-lr chooses its own multipliers"),
         (["--bisect-lr", "0"], "--bisect-lr: must be at least 1, got 0"),
         (["--from-logs", f"rerun={RERUN}", "--bisect-lr", "2"], "--faults, --lr-scale and --bisect-lr train"),
+        (["--faults", "rerun"], "sensitivity: the variants asked for train on 1 GPU(s) or more and nvidia-smi sees 0"),
+        (["--faults", "dp2", "tp2"], "the variants asked for train on 2 GPU(s) or more"),
+        (["--bisect-lr", "1"], "train on 1 GPU(s) or more and nvidia-smi sees 0 (--from-logs judges"),
         (["--from-logs", "rerun=foreign.log"], "foreign.log: no training step in this log (variant rerun)"),
     ],
 )
@@ -244,6 +248,7 @@ def test_from_logs_bad_input_is_one_line(tmp_path, args, message):
         capture_output=True,
         text=True,
         cwd=tmp_path,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},  # no GPU, even on a GPU machine: nothing may train here
     )
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
 
