@@ -57,6 +57,16 @@ def test_workflow_runs_smoke_on_push_and_reference_models_nightly():
     )
 
 
+def test_the_fault_matrix_runs_weekly_and_the_nightly_job_only_on_its_own_schedule():
+    workflow = yaml.safe_load((ROOT / ".github/workflows/gpu-acceptance.yml").read_text())
+    crons = [c["cron"] for c in workflow[True]["schedule"]]
+    jobs = workflow["jobs"]
+    nightly, weekly = (next(c for c in crons if f"'{c}'" in jobs[j]["if"]) for j in ("nightly", "sensitivity"))
+    assert nightly != weekly and f"'{weekly}'" not in jobs["nightly"]["if"]
+    run = " ".join(s.get("run", "") for s in jobs["sensitivity"]["steps"])
+    assert 'sensitivity "$model" --jobs 4' in run and "--bisect-lr 3" in run
+
+
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_shell_scripts_pass_shellcheck(script):
     # -x from the repository root: sourced scripts (scripts/device-env.sh) are checked where they are used too
