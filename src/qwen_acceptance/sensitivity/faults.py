@@ -1,5 +1,5 @@
 """The fault catalogue (``faults.yaml``): named variants of a smoke model's run. Honest ones are what a healthy
-stack may produce (another seed, another micro batch or attention, 2 GPUs): the numeric checks must pass them.
+stack may produce (another seed, another micro batch or attention, 2 GPUs): the loss checks must pass them.
 Broken ones stand for the regressions a new cluster or container brings (learning rate ×3, warm-up 0, fp16, ...):
 the suite should fail them."""
 

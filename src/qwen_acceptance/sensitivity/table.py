@@ -1,6 +1,6 @@
 """Train every variant of the catalogue through the same launcher, judge each log with exactly the suite's checks,
 and tabulate detection. Every variant changes the configuration, so conformance names each of them; a broken
-kernel would not show there, so detection is judged by the numeric checks alone and conformance is a column of its
+kernel would not show there, so detection is judged by the loss checks alone and conformance is a column of its
 own, and so is throughput (a layout or micro-batch variant legitimately moves it; no numerics fault is judged by
 speed). A variant that crashes or needs more GPUs than are here is a row that says so, and the table is rewritten
 after every variant, so a matrix cut short keeps what it measured. Logs trained elsewhere (or by an earlier matrix)
