@@ -242,11 +242,11 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     if args.bisect_lr is not None:
         from qwen_acceptance.sensitivity import bisect
 
-        sides = bisect.run(base, out, setup, rounds=args.bisect_lr)
+        sides = bisect.run(base, out, setup, rounds=args.bisect_lr, visible_gpus=here)
         print(bisect.markdown(base.name, sides), end="")
         print(f"bisection and each round's table and logs: {out}")
         return EXIT_PASS if all(s.fails is not None for s in sides) else EXIT_FAIL
-    return _print_table(base.name, table.run_matrix(base, variants, out, setup), out)
+    return _print_table(base.name, table.run_matrix(base, variants, out, setup, visible_gpus=here), out)
 
 
 def _print_table(model: str, rows: list, out: Path) -> int:

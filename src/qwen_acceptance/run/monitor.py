@@ -24,6 +24,7 @@ from qwen_acceptance.judge.logparse import LOSS, TOKENS_PER_GPU
 # NCCL and PyTorch settings a run gets unless the caller's environment says otherwise.
 DEFAULT_ENV = {"PYTHONUNBUFFERED": "1", "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1"}
 TAIL_LINES = 40
+INTERRUPTED = "interrupted (Ctrl-C)"
 
 
 @dataclass(frozen=True)
@@ -248,12 +249,12 @@ def supervise(
                 time.sleep(0.5)
                 with lock:
                     if stop is not None and stop.is_set():
-                        monitor.abort = monitor.abort or "interrupted (Ctrl-C)"
+                        monitor._stop(INTERRUPTED)
                     if monitor.check(time.monotonic()) is not None:
                         break
         except KeyboardInterrupt:
             with lock:
-                monitor.abort = "interrupted (Ctrl-C)"
+                monitor.abort = INTERRUPTED
             raise
         finally:
             if proc.poll() is None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from qwen_acceptance import models, yamlio
+from qwen_acceptance.run import topology
 from qwen_acceptance.sensitivity import faults, table
 
 START = {"above": 3.0, "below": 0.3}
@@ -74,9 +75,10 @@ def run(
 ) -> list[Side]:
     """Round 0 trains ×3 and ×0.3; each later round splits every bracket it has. Writes ``out``/bisect.md and
     bisect.json after every round, each round's table under ``out``/round-N/."""
+    visible_gpus = topology.visible_gpus() if visible_gpus is None else visible_gpus  # once, not every round
     sides = [Side(name) for name in START]
     for number in range(rounds + 1):
-        plan: dict[float, Side] = {}
+        plan: dict[float, Side]
         if number == 0:
             plan = {START[s.name]: s for s in sides}
         else:

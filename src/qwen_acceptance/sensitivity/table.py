@@ -288,7 +288,8 @@ def tabulate_logs(
 
 
 def recorded(table_dir: Path) -> tuple[str, list[dict[str, Any]]]:
-    """A recorded table's model and rows (``table.json``), each row's log resolved against the table's folder."""
+    """A recorded table's model and rows (``table.json``); each judged row's log (relative to the table's folder)
+    must be there."""
     path = table_dir / "table.json"
     doc = yamlio.load(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list) or not isinstance(doc.get("model"), str):
