@@ -193,9 +193,21 @@ def derive(points: list[dict], input_mb: float) -> list[str]:
     return lines
 
 
+KEYS = {"corpus_sha256", "documents", "input_mb", "cpus", "points"}  # what every --json output holds
+
+
 def merge(files: list[Path]) -> None:
     """One table from several runs on the same input (a sweep split to fit a time limit)."""
-    runs = [json.loads(f.read_text()) for f in files]
+    runs = []
+    for f in files:
+        try:
+            run = json.loads(f.read_text())
+            why = "" if isinstance(run, dict) and set(run) >= KEYS else f"it lacks one of {', '.join(sorted(KEYS))}"
+        except (OSError, ValueError) as exc:
+            why = str(exc)
+        if why:
+            raise SystemExit(f"preprocess_bench: --merge {f}: not a --json output of this script ({why})")
+        runs.append(run)
     if len({r["corpus_sha256"] for r in runs}) != 1:
         raise SystemExit(f"preprocess_bench: --merge {' '.join(map(str, files))}: the runs read different inputs")
     points = [p for r in runs for p in r["points"]]

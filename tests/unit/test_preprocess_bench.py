@@ -36,6 +36,11 @@ def test_a_split_sweep_merges_into_one_table(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps(other))
     refused = bench("--merge", tmp_path / "one.json", tmp_path / "other.json")
     assert refused.returncode == 1 and "the runs read different inputs" in refused.stderr
+    (tmp_path / "foreign.json").write_text('{"points": []}')
+    for bad in (tmp_path / "missing.json", tmp_path / "foreign.json"):
+        refused = bench("--merge", tmp_path / "one.json", bad)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+        assert f"--merge {bad}: not a --json output of this script" in refused.stderr
 
 
 def test_too_little_unique_text_is_one_line(tmp_path):
