@@ -41,6 +41,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def nonnegative_float(text: str) -> float:
+    value = float(_number(float, text))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def fraction(text: str) -> float:
     """A relative tolerance: strictly between 0 and 1 (0.05 is 5%)."""
     value = float(_number(float, text))

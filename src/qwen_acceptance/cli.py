@@ -218,7 +218,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
         if repeated := sorted({n for n in names if names.count(n) > 1}):
             raise AcceptanceError(f"sensitivity: --from-logs names {', '.join(repeated)} more than once")
         logs = [(faults.named(name, args.catalogue), path) for name, path in args.from_logs]
-        rows = table.tabulate_logs(base, logs, out, args.baselines)
+        rows = table.tabulate_logs(base, logs, out, args.baselines, shared=args.jobs > 1)
         return _print_table(base.name, rows, out)
     if args.bisect_lr is not None and (args.faults or args.lr_scale):
         raise AcceptanceError("sensitivity: --bisect-lr chooses its own multipliers; drop --faults and --lr-scale")
@@ -430,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=argtypes.positive_int,
         default=1,
         metavar="N",
-        help="train up to N variants at once on the same GPUs (their throughput is then not judged; default 1)",
+        help="train up to N variants at once on the same GPUs (their throughput is then not judged; default 1); with "
+        "--from-logs: the logs were trained N at a time",
     )
     sen.add_argument("--catalogue", type=Path, help="fault catalogue YAML (default: the packaged faults.yaml)")
     sen.add_argument(

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from qwen_acceptance.judge.conformance import reference_lr
+from qwen_acceptance.judge.logparse import CONFIG_MARKER
+from qwen_acceptance.models import LRSchedule
+
 _LOSS = re.compile(r"(reduced_train_loss: )([^ |\n]+)")
 _STEP = re.compile(r"\| global_step: (\d+) ")
+_LR = re.compile(r"(\| lr: )([^ |\n]+)")
+_PLANNED = re.compile(r"iteration \d+/(\d+) ")
 
 
 def fmt(value: float) -> str:
@@ -89,4 +96,18 @@ def scale_loss(lines: Iterable[str], factor: float, first: int = 0, last: int | 
         step, loss = _STEP.search(line), _LOSS.search(line)
         if step and loss and first <= int(step.group(1)) <= (math.inf if last is None else last):
             line = with_loss(line, float(loss.group(2)) * factor)
+        yield line
+
+
+def with_schedule(lines: Iterable[str], lr: LRSchedule) -> Iterator[str]:
+    """A recorded log as a run of another learning-rate schedule prints it: each step's lr (the reference's cosine)
+    and the optimizer in the resolved line, so that the log is that run's as far as the suite can tell."""
+    for line in lines:
+        if line.startswith(CONFIG_MARKER):
+            resolved = json.loads(line[len(CONFIG_MARKER) :])
+            resolved["optim"].update(lr=lr.max, min_lr=lr.min, warmup_steps=lr.warmup_steps)
+            line = CONFIG_MARKER + json.dumps(resolved) + "\n"
+        elif (step := _STEP.search(line)) and (planned := _PLANNED.search(line)):
+            value = reference_lr(int(step.group(1)), lr, int(planned.group(1)) + 1)
+            line = _LR.sub(lambda m, v=fmt(value): m.group(1) + v, line, count=1)
         yield line

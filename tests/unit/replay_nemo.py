@@ -1,6 +1,6 @@
 """A stand-in training process for launcher tests: prints a recorded NeMo log line by line, as torchrun's rank 0
 would, then behaves as asked (exit code, hang, spawn a grandchild that must not survive); ``--scale-loss`` derives
-a broken run from the recorded one (nemolog.scale_loss)."""
+a broken run from the recorded one (nemolog.scale_loss), ``--lr`` the learning rate a variant's run prints."""
 
 import argparse
 import math
@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 
-from nemolog import scale_loss, with_loss
+from nemolog import scale_loss, with_loss, with_schedule
+
+from qwen_acceptance.models import LRSchedule
 
 parser = argparse.ArgumentParser()
 parser.add_argument("log")
@@ -21,6 +23,7 @@ parser.add_argument("--grandchild-pidfile")
 parser.add_argument("--scale-loss", type=float, help="multiply the loss of steps --scale-from..--scale-until")
 parser.add_argument("--scale-from", type=int, default=0)
 parser.add_argument("--scale-until", type=int)
+parser.add_argument("--lr", nargs=3, type=float, metavar=("MAX", "MIN", "WARMUP"), help="print this schedule's lr")
 args = parser.parse_args()
 
 if args.grandchild_pidfile:  # like a rank torchrun starts: it must die with the group
@@ -32,6 +35,8 @@ with open(args.log, encoding="utf-8") as handle:
     lines = handle.readlines()
 if args.scale_loss is not None:
     lines = scale_loss(lines, args.scale_loss, args.scale_from, args.scale_until)
+if args.lr is not None:
+    lines = with_schedule(lines, LRSchedule(args.lr[0], args.lr[1], int(args.lr[2])))
 for line in lines:
     if line.startswith("Training epoch"):
         step += 1

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import astuple, replace
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,26 @@ def test_catalogue_has_both_kinds_and_every_variant_is_a_valid_probe():
             assert spec.probe and spec.global_batch_size == MATRIX[base].global_batch_size, variant.name
     lr = catalogue["lr_x3"].spec(MATRIX["smoke_qwen3"]).lr
     assert (lr.max, lr.min) == pytest.approx((9e-4, 9e-5))
+
+
+@pytest.mark.parametrize("base", ["smoke_qwen3", "smoke_qwen3_moe"])
+def test_every_variant_reaches_the_training_entry_whole(base):
+    """The per-rank entry rebuilds the run from its command line alone, so every variant's run must come back from
+    ``plan.command`` unchanged. (The learning rate once did not: lr_x3 trained at ×1 on the H200.)"""
+    from qwen_acceptance.run import options, plan, topology, train
+
+    for variant in [*faults.catalogue().values(), faults.lr_variant(1.37)]:
+        spec = variant.spec(MATRIX[base])
+        cmd = plan.command(
+            spec,
+            topology.topology_from_env(spec, {}),
+            data_prefix=Path("/d/p"),
+            tokenizer_dir=Path("/t"),
+            run_dir=Path("/r"),
+            python="python",
+        )
+        args = train.parser().parse_args(cmd[cmd.index("qwen_acceptance.train") + 1 :])
+        assert options.spec_from_args(args.model, args) == spec, variant.name
 
 
 @pytest.mark.slow
@@ -77,9 +97,11 @@ def test_selection_names_unknown_variants_and_adds_lr_scales():
         faults.select(None, [0.0])
 
 
-def _replaying(args_for, spans=None):
+def _replaying(args_for, spans=None, schedule=True):
     """An executor that runs, for each plan, a real process replaying a recorded log as its training output
-    (``replay_nemo.py`` with the arguments ``args_for(plan)`` gives); ``spans`` collects each run's start and end."""
+    (``replay_nemo.py`` with the arguments ``args_for(plan)`` gives, printing the plan's learning-rate schedule as
+    its run would, unless ``schedule`` is off: a fault that never reached the run); ``spans`` collects each run's start
+    and end."""
 
     def execute(plan, limits, progress, stop):
         extra = args_for(plan)
@@ -87,7 +109,9 @@ def _replaying(args_for, spans=None):
             time.sleep(0.5)
             raise KeyboardInterrupt
         plan.run_dir.mkdir(parents=True)
-        cmd = [sys.executable, str(HERE / "replay_nemo.py"), *map(str, extra)]
+        lr = plan.spec.lr
+        cmd = [sys.executable, str(HERE / "replay_nemo.py"), *extra, *(["--lr", *astuple(lr)] if schedule else [])]
+        cmd = list(map(str, cmd))
         start = time.monotonic()
         outcome = monitor.supervise(
             cmd,
@@ -147,6 +171,25 @@ def test_run_matrix_judges_each_variant_with_the_suites_checks(tmp_path):
     assert (tmp_path / "out/logs/lr_x3.log").read_text().count("Training epoch") == 200
 
 
+def test_a_fault_that_never_reached_the_run_is_not_applied_and_bisection_refuses_it(tmp_path):
+    """The H200 matrix's first lr_x3: the training entry dropped the learning rate, so the run was the reference's
+    and the table called the fault missed. A log that contradicts its own variant is now *not applied* (no verdict,
+    the deviation named), and a bisection round on such runs stops with one line instead of reading a bracket."""
+    from qwen_acceptance.sensitivity import bisect
+
+    base = MATRIX["smoke_qwen3"]
+    setup = _setup(tmp_path, jobs=1)
+    execute = _replaying(_in_turn([RERUN], [RERUN], [RERUN]), schedule=False)
+    (row,) = table.run_matrix(
+        base, [faults.catalogue()["lr_x3"]], tmp_path / "out", setup, progress=None, execute=execute, visible_gpus=1
+    )
+    assert (row.outcome, row.detected) == ("not applied", None)
+    assert row.deviations[0].startswith("learning rate at step 0: 1.429e-05 (asked for schedule 4.286e-05")
+    assert "| **not applied**: learning rate at step 0" in (tmp_path / "out/table.md").read_text()
+    with pytest.raises(AcceptanceError, match=r"round-0: lr_x3 did not reach its run \(learning rate at step 0"):
+        bisect.run(base, tmp_path / "bisect", setup, rounds=1, progress=None, execute=execute, visible_gpus=1)
+
+
 def test_a_variant_with_no_training_line_is_a_crashed_row(tmp_path):
     base = MATRIX["smoke_qwen3"]
     variant = faults.catalogue()["fp16"]
@@ -190,7 +233,8 @@ def test_a_recorded_matrix_keeps_every_verdict(tmp_path, path):
     model, before = table.recorded(path.parent)
     logs = [(faults.named(r["variant"]), path.parent / r["log"]) for r in before if r["status"] == "judged"]
     assert logs, f"{path}: no judged row"
-    rows = table.tabulate_logs(MATRIX[model], logs, tmp_path, ROOT / "baselines.yaml", progress=None)
+    shared = any(r.get("shared") for r in before)
+    rows = table.tabulate_logs(MATRIX[model], logs, tmp_path, ROOT / "baselines.yaml", shared=shared, progress=None)
     assert table.changed_verdicts(before, rows) == []
     for row in rows:
         assert row.kind != "honest" or row.outcome == "passed", (row.variant, row.checks)
@@ -340,6 +384,7 @@ def test_an_interrupt_stops_every_running_variant_and_keeps_what_it_ran(tmp_path
     assert not alive(int(pidfile.read_text()))
     (row,) = json.loads((tmp_path / "out/table.json").read_text())["rows"]
     assert row["variant"] == "rerun" and row["reason"].startswith("interrupted (Ctrl-C)")
+    assert row["outcome"] == "interrupted" and row["detected"] is None  # stopped by the matrix: no verdict
     assert not row["checks"]["final_step_reached"]["passed"]
 
 

@@ -166,7 +166,8 @@ def gpus_of(log: TrainingLog) -> int | None:
 
 
 class _Findings:
-    def __init__(self) -> None:
+    def __init__(self, asked: bool = False) -> None:
+        self.against = "asked for" if asked else "reference"  # what each difference is named against
         self.differences: list[str] = []
         self.unverified: list[str] = []
         self.verified: list[str] = []
@@ -177,13 +178,13 @@ def _progress_lines(log: TrainingLog, spec: models.ModelSpec, out: _Findings) ->
     if not batches:
         out.unverified.append("global batch (no global_batch_size in the progress lines)")
     elif batches != [spec.global_batch_size]:
-        out.differences.append(f"global batch {', '.join(map(str, batches))} (reference {spec.global_batch_size})")
+        out.differences.append(f"global batch {', '.join(map(str, batches))} ({out.against} {spec.global_batch_size})")
     else:
         out.verified.append("global batch")
     if log.planned_last_step is None:
         out.unverified.append("steps")
     elif log.planned_last_step + 1 != spec.max_steps:
-        out.differences.append(f"steps: the run planned {log.planned_last_step + 1} (reference {spec.max_steps})")
+        out.differences.append(f"steps: the run planned {log.planned_last_step + 1} ({out.against} {spec.max_steps})")
     else:
         out.verified.append("steps")
     logged = [(r.step, lr) for r in log.ordered() if (lr := r.get("lr")) is not None]
@@ -197,21 +198,23 @@ def _progress_lines(log: TrainingLog, spec: models.ModelSpec, out: _Findings) ->
     elif off:
         step, lr, want = off[0]
         out.differences.append(
-            f"learning rate at step {step}: {lr:.4g} (reference schedule {want:.4g}; "
+            f"learning rate at step {step}: {lr:.4g} ({out.against} schedule {want:.4g}; "
             f"{len(off)} of {len(logged)} logged steps off)"
         )
     else:
         out.verified.append("learning-rate schedule")
 
 
-def _hardware(log: TrainingLog, spec: models.ModelSpec, out: _Findings) -> None:
+def _hardware(log: TrainingLog, spec: models.ModelSpec, out: _Findings, asked: bool) -> None:
     gpus = gpus_of(log)
     if gpus is None:
         out.unverified.append("GPU count (not printed)")
         if not log.resolved:
             out.unverified.append("sequence length")
         return
-    if gpus < spec.reference_gpus:
+    if asked and gpus != spec.gpus:
+        out.differences.append(f"{gpus} GPUs (asked for {spec.gpus})")
+    elif gpus < spec.reference_gpus:
         out.differences.append(f"{gpus} GPUs (the reference needs at least {spec.reference_gpus})")
     else:
         out.verified.append("GPU count")
@@ -228,13 +231,16 @@ def _hardware(log: TrainingLog, spec: models.ModelSpec, out: _Findings) -> None:
     seq = statistics.median(estimates)
     if abs(seq / spec.seq_length - 1) > SEQ_TOLERANCE:
         out.differences.append(
-            f"sequence length about {seq:,.0f} from tokens/s, step time and {gpus} GPUs (reference {spec.seq_length})"
+            f"sequence length about {seq:,.0f} from tokens/s, step time and {gpus} GPUs "
+            f"({out.against} {spec.seq_length})"
         )
     else:
         out.verified.append("sequence length")
 
 
-def _resolved(log: TrainingLog, spec: models.ModelSpec, expected: Mapping[str, Any] | None, out: _Findings) -> None:
+def _resolved(
+    log: TrainingLog, spec: models.ModelSpec, expected: Mapping[str, Any] | None, out: _Findings, asked: bool
+) -> None:
     resolved = log.resolved
     if not resolved:
         out.unverified.append(
@@ -244,7 +250,10 @@ def _resolved(log: TrainingLog, spec: models.ModelSpec, expected: Mapping[str, A
     ran = resolved.get("model")
     if isinstance(ran, str) and ran != spec.name:
         out.differences.append(f"a run of {ran}, judged as {spec.name}")
-    if resolved.get("probe"):
+    micro = (resolved.get("data") or {}).get("micro_batch_size")
+    if asked and micro is not None and micro != spec.micro_batch_size:
+        out.differences.append(f"micro batch {micro} (asked for {spec.micro_batch_size})")
+    if resolved.get("probe") and not asked:
         changes = resolved.get("changes_from_reference") or []
         out.differences.append("a probe run, never an acceptance run" + (f": {'; '.join(changes)}" if changes else ""))
     if expected is None:
@@ -256,7 +265,7 @@ def _resolved(log: TrainingLog, spec: models.ModelSpec, expected: Mapping[str, A
     have = compared_values({**resolved, "shape": log.shape})
     missing = [k for k in expected if k not in have]
     differ = [
-        f"{k} {have[k]!r} (reference {expected[k]!r})"
+        f"{k} {have[k]!r} ({out.against} {expected[k]!r})"
         for k in expected
         if k in have and not _same(have[k], expected[k])
     ]
@@ -269,10 +278,14 @@ def _resolved(log: TrainingLog, spec: models.ModelSpec, expected: Mapping[str, A
         out.verified.append(f"{len(expected) - len(missing)} resolved values")
 
 
-def check(log: TrainingLog, spec: models.ModelSpec, expected: Mapping[str, Any] | None) -> Conformance:
-    """``log`` against ``spec``'s reference configuration; ``expected`` from ``expected_config(spec)``."""
-    out = _Findings()
+def check(
+    log: TrainingLog, spec: models.ModelSpec, expected: Mapping[str, Any] | None, *, asked: bool = False
+) -> Conformance:
+    """``log`` against ``spec``'s reference configuration; ``expected`` from ``run.reference.expected(spec)``.
+    ``asked``: against the run that was asked for instead (a probe's own configuration, its exact GPU count and
+    micro batch): whether a fault-matrix variant reached the run at all."""
+    out = _Findings(asked)
     _progress_lines(log, spec, out)
-    _hardware(log, spec, out)
-    _resolved(log, spec, expected, out)
+    _hardware(log, spec, out, asked)
+    _resolved(log, spec, expected, out, asked)
     return Conformance(tuple(out.differences), tuple(out.unverified), tuple(out.verified))

@@ -78,6 +78,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--global-batch-size", type=argtypes.positive_int, help="another global batch (probes only)")
     parser.add_argument("--micro-batch-size", type=argtypes.positive_int)
     parser.add_argument("--warmup-steps", type=argtypes.nonnegative_int, help="another LR warm-up (short probes)")
+    parser.add_argument("--lr", type=argtypes.positive_float, help="another peak learning rate (probes only)")
+    parser.add_argument("--min-lr", type=argtypes.nonnegative_float, help="another final learning rate (probes only)")
     parser.add_argument(
         "--override",
         action="append",
@@ -104,8 +106,13 @@ def spec_from_args(model: str, args: argparse.Namespace) -> models.ModelSpec:
     for name in ("seed", "max_steps", "global_batch_size", "micro_batch_size"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
-    if args.warmup_steps is not None:
-        changes["lr"] = replace(reference.lr, warmup_steps=args.warmup_steps)
+    lr = {
+        field: value
+        for field, value in (("max", args.lr), ("min", args.min_lr), ("warmup_steps", args.warmup_steps))
+        if value is not None
+    }
+    if lr:
+        changes["lr"] = replace(reference.lr, **lr)
     if args.override:
         changes["overrides"] = {**reference.overrides, **parse_overrides(args.override)}
     if not changes and not args.probe:

@@ -124,7 +124,8 @@ def order_ddp_init() -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
+    """The per-rank entry's arguments: what ``plan.command`` writes, the run is rebuilt from (nothing else)."""
     parser = argparse.ArgumentParser(prog="python -m qwen_acceptance.train", description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("--data-prefix", type=Path, required=True, help="PREFIX of PREFIX.bin/.idx")
@@ -141,7 +142,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="core attention (auto: TE's with TE, else PyTorch SDPA)",
     )
     add_run_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
 
     spec = spec_from_args(args.model, args)
     te = recipes.resolve_te(args.te)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from qwen_acceptance import models, yamlio
+from qwen_acceptance.errors import AcceptanceError
 from qwen_acceptance.run import topology
 from qwen_acceptance.sensitivity import faults, table
 
@@ -102,6 +103,11 @@ def run(
         )
         results: dict[str, dict[float, bool]] = {}
         for scale, row in zip(plan, rows, strict=True):
+            if row.deviations:
+                raise AcceptanceError(
+                    f"{out / f'round-{number}'}: {row.variant} did not reach its run ({row.deviations[0]}): no "
+                    "detection power can be read from it"
+                )
             caught = row.detected is not False  # a crash fails the run as surely as a check does
             plan[scale].trials.append({"scale": scale, "round": number, **_summary(row)})
             results.setdefault(plan[scale].name, {})[scale] = caught

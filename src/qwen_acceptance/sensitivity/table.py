@@ -25,7 +25,7 @@ from qwen_acceptance.errors import AcceptanceError
 from qwen_acceptance.judge import baselines, conformance, logparse, metrics, verdict
 from qwen_acceptance.judge.logparse import TrainingLog
 from qwen_acceptance.run import plan, reference, topology
-from qwen_acceptance.run.monitor import Limits, Outcome
+from qwen_acceptance.run.monitor import INTERRUPTED, Limits, Outcome
 from qwen_acceptance.run.plan import DataChoice, Plan
 from qwen_acceptance.sensitivity.faults import Variant
 
@@ -39,18 +39,20 @@ class Row:
     variant: str
     kind: str
     why: str
-    status: str  # judged, crashed, skipped
+    status: str  # judged, crashed, skipped, interrupted (the matrix was stopped)
     reason: str = ""
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)  # check name -> passed, detail, values
     conforms: bool | None = None
-    differences: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)  # from the reference configuration (every variant has some)
+    deviations: list[str] = field(default_factory=list)  # from the variant's own: the fault never reached the run
     log: str | None = None
     shared: bool = False  # ran beside other variants on the same GPUs: its throughput is not judged
 
     @property
     def detected(self) -> bool | None:
-        """Failed by the loss checks (or never completed cleanly); None when not judged."""
-        if self.status != "judged":
+        """Failed by the loss checks (or never completed cleanly); None when not judged, or when the log is not the
+        variant's run (a fault that never reached the run is neither caught nor missed)."""
+        if self.status != "judged" or self.deviations:
             return None
         return not all(self.checks[n]["passed"] for n in (*COMPLETED, *LOSS))
 
@@ -58,6 +60,8 @@ class Row:
     def outcome(self) -> str:
         if self.status != "judged":
             return self.status
+        if self.deviations:
+            return "not applied"
         if self.kind == "honest":
             return "false alarm" if self.detected else "passed"
         return "caught" if self.detected else "missed"
@@ -113,13 +117,16 @@ def markdown(model: str, rows: list[Row]) -> str:
         lines.append(
             f"| {r.variant} | {r.kind} | {'yes' if done else '**no**'} | "
             + " | ".join("shared GPUs" if r.shared and n not in LOSS else _cell(r.checks.get(n)) for n in NUMERIC)
-            + f" | {'follows' if r.conforms else 'differs'} | {r.outcome} |"
+            + f" | {'follows' if r.conforms else 'differs'} | "
+            + (f"**not applied**: {r.deviations[0]} |" if r.deviations else f"{r.outcome} |")
         )
     return (
         f"# Sensitivity of the suite's checks: {model}\n\n"
         + head
         + "\n".join(lines)
-        + "\n\nOutcome: the loss checks and completion judge detection; throughput and conformance are reported.\n"
+        + "\n\nOutcome: the loss checks and completion judge detection; throughput and conformance (to the reference) "
+        "are reported. A log that contradicts its own variant's configuration is *not applied*: neither caught nor "
+        "missed.\n"
     )
 
 
@@ -198,6 +205,8 @@ def run_matrix(
         else:
             _judge_into(row, outcome.log, base, spec, entry, setup.baselines_path)
             row.reason = "" if outcome.ok else outcome.failure().splitlines()[0]
+            if outcome.abort_reason == INTERRUPTED:  # stopped by the matrix, not by anything it trained
+                row.status = "interrupted"
         return row
 
     running: dict[Future[Row], int] = {}
@@ -259,6 +268,7 @@ def _judge_into(
     row.checks = {n: {"passed": c.passed, "detail": c.detail, "values": dict(c.values)} for n, c in checks.items()}
     result = conformance.check(log, base, reference.expected(base))
     row.conforms, row.differences = result.conforms, list(result.differences)
+    row.deviations = list(conformance.check(log, spec, reference.expected(spec), asked=True).differences)
 
 
 def tabulate_logs(
@@ -267,15 +277,17 @@ def tabulate_logs(
     out: Path,
     baselines_path: Path,
     *,
+    shared: bool = False,
     progress: TextIO | None = sys.stderr,
 ) -> list[Row]:
     """Judge recorded logs of variants with today's checks, exactly as a trained matrix is judged; the table names
-    each log relative to itself (nothing is copied)."""
+    each log relative to itself (nothing is copied). ``shared``: they were trained side by side on the same GPUs,
+    so their throughput is not judged."""
     entry = baselines.require(baselines.load(baselines_path), base.name, baselines_path)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     for variant, path in logs:
-        row = Row(variant.name, variant.kind, variant.why, "judged", log=os.path.relpath(path, out))
+        row = Row(variant.name, variant.kind, variant.why, "judged", log=os.path.relpath(path, out), shared=shared)
         log = logparse.parse_file(path)
         if not log.steps:
             raise AcceptanceError(f"{path}: no training step in this log (variant {variant.name})")
