@@ -14,8 +14,10 @@ LOGS = sorted(LONG.glob("*.log"))
 FIX = "DDP built in stream order with the default stream"
 
 
-def test_all_three_widths_are_kept():
-    assert [p.name.split("-")[0] for p in LOGS] == ["qwen25_7b", "qwen3_30b_a3b", "qwen3_8b"]
+def test_all_three_widths_are_kept_and_the_deepest_dense_slice_one_gpu_holds():
+    assert sorted({p.name.split("-")[0] for p in LOGS}) == ["qwen25_7b", "qwen3_30b_a3b", "qwen3_8b"]
+    depth = {p.name: logparse.parse_file(p).shape["num_layers"] for p in LOGS}
+    assert depth["qwen3_8b-16layers-gb2-300steps-h200.log"] == 16, depth  # 102.6 GiB of the H200's 139
 
 
 @pytest.mark.parametrize("path", LOGS, ids=lambda p: p.name.split("-")[0])
