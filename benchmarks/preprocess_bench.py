@@ -4,7 +4,9 @@ The reference path is what NeMo 2.5's preprocess_data_for_megatron.py does with 
 tokenizer (get_nmt_tokenizer, huggingface library, slow tokenizer), text_to_ids one document at a time through a
 multiprocessing pool (imap, chunks of 25), written with Megatron-Core's IndexedDatasetBuilder. Ours is
 ``preprocess.build``. Every point runs in a fresh process, whose whole tree is sampled for its peak resident memory;
-every output is compared byte for byte with the first one. Usage:
+every output is compared byte for byte with the first one. Before each point the same command on the input's first
+document alone measures its start-up (imports, tokenizer loads, the pool's start): the steady rate, what a corpus
+of gigabytes sees, is the tokens over the rest of the time, and parallel efficiency is read from it. Usage:
 
     python benchmarks/preprocess_bench.py [--megabytes 200] [--workers 1 2 4 8 16] [--paths ours reference]
                                           [--json OUT.json]
@@ -13,9 +15,8 @@ every output is compared byte for byte with the first one. Usage:
 The input is unique real text: the Python source files of this interpreter's standard library and every folder on
 ``sys.path`` (site-packages, and what PYTHONPATH carries), one document each, deduplicated by content, in sorted
 order, until ``--megabytes`` of JSON lines (a corpus repeated to size would favour the slow tokenizer's per-word
-cache and mislead). The parent's own CPU time is
-reported as the share of the time it was busy (ours: from its pool's start; the reference's: in all): the rate divided
-by that share is where the single reader and writer would become the ceiling.
+cache and mislead). The parent's own CPU time in the steady phase is reported as the share of that phase it was
+busy: the steady rate divided by that share is where the single reader and writer would become the ceiling.
 """
 
 from __future__ import annotations
@@ -75,20 +76,17 @@ def one_point(which: str, path: Path, prefix: Path, workers: int) -> dict:
     cpu0, start = time.process_time(), time.monotonic()
     if which == "reference":
         tokens = reference(path, prefix, workers, tokenizer_dir)
-        busy = None
     else:
         options = preprocess.Options(path, prefix, str(tokenizer_dir), workers=workers, progress=False)
-        report = preprocess.build(options)
-        tokens, busy = report.tokens, report.parent_busy
+        tokens = preprocess.build(options).tokens
     wall, cpu = time.monotonic() - start, time.process_time() - cpu0
     digest = hashlib.sha256()
     for suffix in (".bin", ".idx"):
         digest.update(Path(f"{prefix}_text_document{suffix}").read_bytes())
-    # busy: ours measures its reader/writer from the pool's start (its imports and tokenizer load excluded).
     return {
         "seconds": wall,
         "parent_cpu_seconds": cpu,
-        "parent_busy": busy if busy is not None else cpu / wall,
+        "parent_busy": cpu / wall,  # of the whole run; derive() takes the steady phase's where a start-up is known
         "tokens": tokens,
         "sha256": digest.hexdigest(),
     }
@@ -168,24 +166,48 @@ def write_corpus(path: Path, megabytes: float) -> tuple[int, int]:
 
 
 HEADER = (
-    "| path | workers | tokens/s | MB/s | efficiency vs 1 worker | parent CPU / wall | parent ceiling tokens/s | "
-    "peak RSS (tree) GiB | identical |\n|---|---|---|---|---|---|---|---|---|"
+    "| path | workers | tokens/s | MB/s | start-up s | steady tokens/s | efficiency vs 1 worker (steady) | "
+    "parent CPU / wall | parent ceiling tokens/s | peak RSS (tree) GiB | identical |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
+def _steady(p: dict) -> tuple[float, float] | None:
+    """Wall and parent-CPU seconds once started: the whole run less the same command on a one-document input
+    (imports, tokenizer loads, the pool's start), which a corpus of gigabytes pays once; None for points measured
+    without it."""
+    if "startup_seconds" not in p or p["seconds"] <= p["startup_seconds"]:
+        return None
+    return p["seconds"] - p["startup_seconds"], p["parent_cpu_seconds"] - p["startup_parent_cpu_seconds"]
+
+
 def derive(points: list[dict], input_mb: float) -> list[str]:
-    """Each point's rate, efficiency against the same path's 1-worker point, parent ceiling and byte-identity with
-    the first point (added to the points), and its table line."""
-    one = {p["path"]: p["tokens"] / p["seconds"] for p in points if p["workers"] == 1}
+    """Each point's rates (whole run, and steady), efficiency of the steady rate against the same path's 1-worker
+    point, parent ceiling and byte-identity with the first point (added to the points), and its table line."""
+
+    def steady_rate(p: dict) -> float | None:
+        return p["tokens"] / phase[0] if (phase := _steady(p)) else None
+
+    one = {p["path"]: steady_rate(p) for p in points if p["workers"] == 1}
     first = points[0]["sha256"]
     lines = []
     for p in points:
-        rate = p["tokens"] / p["seconds"]
-        eff = rate / (p["workers"] * one[p["path"]]) if p["path"] in one else None
-        ceiling = rate / p["parent_busy"] if p["parent_busy"] else None
-        p.update(tokens_per_s=rate, mb_per_s=input_mb / p["seconds"], efficiency=eff, identical=p["sha256"] == first)
+        rate, steady, phase = p["tokens"] / p["seconds"], steady_rate(p), _steady(p)
+        eff = steady / (p["workers"] * one[p["path"]]) if steady and one.get(p["path"]) else None
+        if phase:  # the parent's share of the steady phase, and the rate at which it alone would be the limit
+            p["parent_busy"] = phase[1] / phase[0]
+        ceiling = (steady or rate) / p["parent_busy"] if p["parent_busy"] else None
+        p.update(
+            tokens_per_s=rate,
+            mb_per_s=input_mb / p["seconds"],
+            steady_tokens_per_s=steady,
+            efficiency=eff,
+            identical=p["sha256"] == first,
+        )
+        startup = p.get("startup_seconds")
         lines.append(
             f"| {p['path']} | {p['workers']} | {rate:,.0f} | {p['mb_per_s']:.2f} | "
+            f"{'—' if startup is None else f'{startup:.1f}'} | {'—' if steady is None else f'{steady:,.0f}'} | "
             f"{'—' if eff is None else f'{eff:.0%}'} | {p['parent_busy']:.0%} | "
             f"{'—' if ceiling is None else f'{ceiling:,.0f}'} | {p['peak_rss_gib']:.2f} | "
             f"{'yes' if p['identical'] else 'NO'} |"
@@ -239,6 +261,9 @@ def main() -> None:
         documents, chars = write_corpus(path, args.megabytes)
         size = path.stat().st_size
         corpus_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        first_line = tmp / "first.jsonl"
+        with path.open("rb") as handle:
+            first_line.write_bytes(handle.readline())
         print(
             f"input: {documents} unique Python sources, {size / 1e6:.1f} MB, {chars / 1e6:.1f} M characters; "
             f"{os.cpu_count()} CPUs"
@@ -247,8 +272,15 @@ def main() -> None:
         points: list[dict] = []
         for which in args.paths:
             for workers in args.workers:
+                startup = measure(which, first_line, tmp / "startup", workers)
                 points.append(
-                    {"path": which, "workers": workers, **measure(which, path, tmp / f"{which}{workers}", workers)}
+                    {
+                        "path": which,
+                        "workers": workers,
+                        "startup_seconds": startup["seconds"],
+                        "startup_parent_cpu_seconds": startup["parent_cpu_seconds"],
+                        **measure(which, path, tmp / f"{which}{workers}", workers),
+                    }
                 )
                 print(derive(points, size / 1e6)[-1], flush=True)
                 for suffix in (".bin", ".idx"):
