@@ -85,8 +85,13 @@ def _hf_encoder(tokenizer_dir: Path) -> Encoder:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir), use_fast=True)
+    # The slow tokenizer normalises with Python's unicodedata; the Rust NFC does not reorder combining marks that
+    # are out of canonical order (U+07F3 before U+07FD, seen in real source text), so normalise here first.
+    nfc = (_spec(tokenizer_dir) or {}).get("normalizer") == {"type": "NFC"}
 
     def encode_batch(texts: list[str]) -> list[list[int]]:
+        if nfc:
+            texts = [unicodedata.normalize("NFC", t) for t in texts]
         return tok(texts, add_special_tokens=False)["input_ids"] if texts else []
 
     return Encoder("hf-fast", encode_batch)
