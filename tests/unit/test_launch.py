@@ -313,3 +313,14 @@ def test_ctrl_c_ends_the_whole_group(tmp_path, fail_fast):
     assert "KeyboardInterrupt" in err
     assert not alive(int(pidfile.read_text()))
     assert "run stopped: interrupted (Ctrl-C)" in (tmp_path / "l").read_text()
+
+
+def test_the_same_model_planned_twice_in_one_second_gets_two_run_folders(tmp_path, monkeypatch):
+    """A bisection or a test may run one variant twice within a second from one process: the second run must not
+    find the first one's folder (execute refuses to reuse one)."""
+    monkeypatch.setattr(plan.time, "strftime", lambda *_: "20261204-000000")
+    spec = MATRIX["smoke_qwen3"]
+    first = plan.prepare(spec, runs_dir=tmp_path, data=plan.DataChoice(), prepare_data=False)
+    first.run_dir.mkdir(parents=True)
+    second = plan.prepare(spec, runs_dir=tmp_path, data=plan.DataChoice(), prepare_data=False)
+    assert second.run_dir.parent == first.run_dir.parent and second.run_dir.name == first.run_dir.name + "-2"

@@ -4,6 +4,7 @@ prints."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shlex
@@ -179,6 +180,10 @@ def prepare(
         prefix = Path(f"<{name} preprocessed at launch>")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     run_dir = (runs_dir / spec.name / f"{stamp}-node{topo.node_rank}-{os.getpid()}").resolve()
+    for again in itertools.count(2):  # the same model run twice by one process within a second
+        if not run_dir.exists():
+            break
+        run_dir = run_dir.with_name(f"{stamp}-node{topo.node_rank}-{os.getpid()}-{again}")
     cmd = command(
         spec,
         topo,
