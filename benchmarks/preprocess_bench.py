@@ -175,10 +175,11 @@ HEADER = (
 def _steady(p: dict) -> tuple[float, float] | None:
     """Wall and parent-CPU seconds once started: the whole run less the same command on a one-document input
     (imports, tokenizer loads, the pool's start), which a corpus of gigabytes pays once; None for points measured
-    without it."""
-    if "startup_seconds" not in p or p["seconds"] <= p["startup_seconds"]:
+    without it, or where the input was too small to tell the two apart (either difference not positive)."""
+    if "startup_seconds" not in p:
         return None
-    return p["seconds"] - p["startup_seconds"], p["parent_cpu_seconds"] - p["startup_parent_cpu_seconds"]
+    wall, cpu = p["seconds"] - p["startup_seconds"], p["parent_cpu_seconds"] - p["startup_parent_cpu_seconds"]
+    return (wall, cpu) if wall > 0 and cpu > 0 else None
 
 
 def derive(points: list[dict], input_mb: float) -> list[str]:
