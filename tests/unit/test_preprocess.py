@@ -78,9 +78,22 @@ def test_encoder_ids_equal_nemo_slow_ids_on_real_text(slow_tokenizer, name):
         assert ids == reference_ids(slow_tokenizer, text), text[:60]
 
 
-def test_vocabulary_size_and_eos_match_the_slow_tokenizer(slow_tokenizer):
-    fast = preprocess.load_tokenizer(sources.bundled_qwen3_dir())
-    assert (len(fast), fast.eos_token_id) == (len(slow_tokenizer), slow_tokenizer.eos_token_id)  # dtype, eod
+@pytest.mark.parametrize("name", sorted(sources.BUNDLED_TOKENIZERS))
+def test_vocabulary_size_and_eos_match_the_slow_tokenizer(name, tmp_path):
+    """The dtype and the eod come from the Rust library's reading of tokenizer.json, or from the Hugging Face
+    tokenizer where the files hold a special token that tokenizer.json lacks: both equal NeMo's tokenizer."""
+    from transformers import AutoTokenizer
+
+    folder = sources.bundled_tokenizer_dir(name)
+    slow = AutoTokenizer.from_pretrained(str(folder), use_fast=False)  # NeMo's default
+    assert encoders.vocabulary(folder) == (len(slow), slow.eos_token_id)
+    for file in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / file).write_bytes((folder / file).read_bytes())
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    config["pad_token"] = "<|qa-pad|>"  # in no file of the vocabulary: the Hugging Face tokenizer adds it
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    padded = AutoTokenizer.from_pretrained(str(tmp_path), use_fast=True)
+    assert encoders.vocabulary(tmp_path) == (len(padded), padded.eos_token_id) == (len(slow) + 1, slow.eos_token_id)
 
 
 def test_encoder_choice_falls_back_when_tiktoken_would_differ(tmp_path):

@@ -57,20 +57,27 @@ class Report:
     empty_documents: int = 0
     skipped_lines: list[tuple[int, str]] = field(default_factory=list)
     seconds: float = 0.0
-    parent_cpu_seconds: float = 0.0  # the one reading and writing process, while the workers encoded
+    startup_seconds: float = 0.0  # workers started, the tokenizer read, Megatron-Core imported: before any line
+    parent_cpu_seconds: float = 0.0  # the one reading and writing process, after the start-up
     encoder: str = ""
 
     @property
+    def steady_seconds(self) -> float:
+        """The time after the start-up: what grows with the corpus."""
+        return self.seconds - self.startup_seconds
+
+    @property
     def parent_busy(self) -> float:
-        """The share of the time the reader/writer was busy: more workers help while it is well below 1."""
-        return self.parent_cpu_seconds / self.seconds if self.seconds else 0.0
+        """The share of the steady time the reader/writer was busy: more workers help while it is well below 1."""
+        return self.parent_cpu_seconds / self.steady_seconds if self.steady_seconds > 0 else 0.0
 
     def summary(self) -> str:
-        rate = self.tokens / self.seconds if self.seconds else 0.0
+        rate = self.tokens / self.steady_seconds if self.steady_seconds > 0 else 0.0
         text = (
             f"{self.documents} documents, {self.tokens} tokens, {len(self.skipped_lines)} invalid lines skipped, "
-            f"{self.empty_documents} empty documents left out, {self.seconds:.1f} s ({rate:,.0f} tokens/s, "
-            f"{self.encoder} encoder; the reading and writing process busy {self.parent_busy:.0%} of the time)"
+            f"{self.empty_documents} empty documents left out, {self.seconds:.1f} s ({self.startup_seconds:.1f} s "
+            f"start-up, then {rate:,.0f} tokens/s, {self.encoder} encoder; the reading and writing process busy "
+            f"{self.parent_busy:.0%} of that time)"
         )
         return text + "".join(f"\n  skipped line {n}: {why}" for n, why in self.skipped_lines[:20])
 
@@ -241,17 +248,6 @@ def build(options: Options) -> Report:
     """Preprocess ``options.input``; on any error, interrupt or SIGTERM nothing is left at the output prefix."""
     check_options(options)
     tokenizer_dir = resolve_tokenizer(options.tokenizer)
-    import torch
-
-    with warnings.catch_warnings():  # Megatron-Core's notice that TE and Apex are absent: nothing to do with this
-        warnings.simplefilter("ignore")
-        from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
-
-    tokenizer = load_tokenizer(tokenizer_dir)
-    dtype = DType.optimal_dtype(len(tokenizer))
-    eod = tokenizer.eos_token_id
-    if options.append_eod and eod is None:
-        raise AcceptanceError(f"{options.tokenizer}: --append-eod needs an eos token, the tokenizer has none")
     report = Report()
     pid = os.getpid()
     targets = {key: output_paths(options.output_prefix, key) for key in options.json_keys}
@@ -259,18 +255,31 @@ def build(options: Options) -> Report:
         key: (bin_.with_name(f".{bin_.name}.{pid}.tmp"), idx.with_name(f".{idx.name}.{pid}.tmp"))
         for key, (bin_, idx) in targets.items()
     }
+    start = time.monotonic()
     try:
         report.encoder = encoders.choose(tokenizer_dir, options.encoder)
     except ValueError as exc:
         raise AcceptanceError(str(exc)) from None
-    start, cpu_start = time.monotonic(), time.process_time()
     # spawn, not fork: the caller may be multi-threaded (pytest, a launcher), and a forked child can inherit a
-    # lock some other thread held. The workers import little (the tiktoken path starts in about a second).
+    # lock some other thread held. The pool starts first: its workers load their encoders (and one reads the
+    # vocabulary's size) while this process imports Megatron-Core, the serial part of the start-up (BENCHMARKS.md).
     pool = multiprocessing.get_context("spawn").Pool(
         options.workers, _init_worker, (str(tokenizer_dir), report.encoder)
     )
+    vocabulary = pool.apply_async(encoders.vocabulary, (tokenizer_dir,))
     stop_on_sigterm = _sigterm_raises()
     try:
+        import torch
+
+        with warnings.catch_warnings():  # Megatron-Core's notice that TE and Apex are absent: nothing to do here
+            warnings.simplefilter("ignore")
+            from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
+
+        size, eod = vocabulary.get()
+        if options.append_eod and eod is None:
+            raise AcceptanceError(f"{options.tokenizer}: --append-eod needs an eos token, the tokenizer has none")
+        dtype = DType.optimal_dtype(size)
+        report.startup_seconds, cpu_start = time.monotonic() - start, time.process_time()
         try:
             builders = {key: IndexedDatasetBuilder(str(temps[key][0]), dtype=dtype) for key in options.json_keys}
         except OSError as exc:
@@ -337,10 +346,3 @@ def _sigterm_raises() -> Callable[[], None]:
 
     previous = signal.signal(signal.SIGTERM, stop)
     return lambda: signal.signal(signal.SIGTERM, previous)
-
-
-def load_tokenizer(tokenizer_dir: Path) -> Any:
-    """The fast tokenizer; its length (NeMo's vocab_size, which picks the dtype) and eos id are the slow one's."""
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(tokenizer_dir), use_fast=True)
