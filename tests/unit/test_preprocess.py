@@ -224,6 +224,41 @@ def test_bad_line_names_file_and_line(tmp_path, content, line, reason):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]  # nothing half-written left
 
 
+def test_plain_input_read_by_workers_agrees_with_gzip_read_by_the_parent(tmp_path):
+    """A plain file is cut into byte ranges that the workers read, a gzip one into lines the parent reads: the
+    same 4 MB (several ranges, CRLF lines, bad lines in different ranges) gives the same files and line numbers."""
+    lines = [json.dumps({"text": f"line {i}: " + "word " * (i % 300)}).encode() for i in range(6000)]
+    bad = {1: b"not json", 2500: b"", 5999: b'{"text": 5}'}  # 0-based: in the first, a middle and the last range
+    for i, raw in bad.items():
+        lines[i] = raw
+    lines[7] += b"\r"
+    content = b"\n".join(lines) + b"\n"
+    assert len(content) > 3 * preprocess._CHUNK_BYTES
+    plain, packed = tmp_path / "in.jsonl", tmp_path / "in.jsonl.gz"
+    plain.write_bytes(content)
+    packed.write_bytes(gzip.compress(content))
+    reports = {
+        name: preprocess.build(
+            preprocess.Options(
+                path, tmp_path / name, sources.BUNDLED_QWEN3, workers=2, skip_invalid=True, progress=False
+            )
+        )
+        for name, path in (("plain", plain), ("gzip", packed))
+    }
+    for report in reports.values():
+        assert [n for n, _ in report.skipped_lines] == [i + 1 for i in sorted(bad)]
+        assert report.documents == 6000 - len(bad)
+    for suffix in (".bin", ".idx"):
+        assert (tmp_path / f"plain_text_document{suffix}").read_bytes() == (
+            tmp_path / f"gzip_text_document{suffix}"
+        ).read_bytes()
+    strict = tmp_path / "strict.jsonl"  # the first bad line in a middle range: named by its number in the file
+    strict.write_bytes(content.replace(b"\nnot json\n", b'\n{"text": "fixed"}\n', 1))
+    with pytest.raises(AcceptanceError, match=r"strict\.jsonl:2501: empty line"):
+        preprocess.build(preprocess.Options(strict, tmp_path / "strict", sources.BUNDLED_QWEN3, progress=False))
+    assert not list(tmp_path.glob("strict_*"))
+
+
 def test_skip_invalid_counts_and_reports(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_bytes(b'{"text": "one"}\n{"text": 1}\n\n{"text": "two"}\nnot json\n')

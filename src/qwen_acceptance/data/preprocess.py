@@ -31,7 +31,10 @@ from qwen_acceptance.data import encoders
 from qwen_acceptance.data.sources import resolve_tokenizer
 from qwen_acceptance.errors import AcceptanceError
 
-_BATCH_LINES = 256
+_CHUNK_BYTES = 1 << 20  # a worker's share of a plain input, which it reads itself: the parent only finds line ends
+_BATCH_LINES = 256  # a worker's share of a gzip input, whose lines only the parent can read
+# A job: (path, first byte, end byte) of whole lines for the worker to read, or the lines the parent read.
+_Job = tuple[tuple[str, int, int] | list[bytes], tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -130,22 +133,38 @@ def _decode_line(raw: bytes, keys: Sequence[str]) -> list[str]:
     return texts
 
 
-def _encode_batch(job: tuple[list[tuple[int, bytes]], tuple[str, ...]]) -> list[tuple[int, list[Any] | str]]:
-    """Per line: the ids of each key's text (int32 arrays: cheap to send back), or why the line is invalid."""
-    lines, keys = job
-    results: list[tuple[int, list[Any] | str]] = []
+def _read_lines(path: str, start: int, end: int) -> list[bytes]:
+    """The lines of bytes ``start`` to ``end`` (which fall on line ends), read here so the parent never holds them."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            data = handle.read(end - start)
+    except OSError as exc:
+        raise AcceptanceError(f"{path}: cannot read input at byte {start}: {exc.strerror or exc}") from None
+    lines = data.split(b"\n")
+    if not lines[-1]:  # the range ends with a newline: nothing after it
+        lines.pop()
+    return lines
+
+
+def _encode_batch(job: _Job) -> tuple[int, int | None, list[list[Any] | str]]:
+    """The job's line count, the byte it read to (None for lines the parent read: the parent knows where it is)
+    and, per line, the ids of each key's text (int32 arrays: cheap to send back) or why the line is invalid."""
+    source, keys = job
+    lines = _read_lines(*source) if isinstance(source, tuple) else source
+    results: list[list[Any] | str] = []
     texts: list[str] = []
-    for number, raw in lines:
+    for raw in lines:
         try:
-            texts.extend(_decode_line(raw, keys))
-            results.append((number, []))
+            texts.extend(_decode_line(raw.rstrip(b"\r"), keys))
+            results.append([])
         except ValueError as exc:
-            results.append((number, str(exc)))
+            results.append(str(exc))
     encoded = iter(_ENCODER.encode_batch(texts))
-    for _, ids in results:
+    for ids in results:
         if isinstance(ids, list):
             ids.extend(numpy.asarray(next(encoded), dtype=numpy.int32) for _ in keys)
-    return results
+    return len(lines), source[2] if isinstance(source, tuple) else None, results
 
 
 # --- reading and writing -----------------------------------------------------------------------------------------
@@ -160,14 +179,27 @@ def _open(path: Path) -> IO[bytes]:
         raise AcceptanceError(f"{path}: cannot read input: {exc.strerror}") from None
 
 
-def _batches(
-    path: Path, handle: IO[bytes], keys: tuple[str, ...]
-) -> Iterator[tuple[list[tuple[int, bytes]], tuple[str, ...]]]:
-    batch: list[tuple[int, bytes]] = []
+def _jobs(path: Path, handle: IO[bytes], keys: tuple[str, ...]) -> Iterator[_Job]:
+    """The workers' jobs in input order: byte ranges of whole lines of a plain file, which the workers read
+    themselves (the parent only seeks to each range's last line end), or the lines of a gzip file."""
+    if not isinstance(handle, gzip.GzipFile):
+        size, start = os.fstat(handle.fileno()).st_size, 0
+        while start < size:
+            try:
+                handle.seek(start + _CHUNK_BYTES)
+                handle.readline()
+            except OSError as exc:
+                raise AcceptanceError(f"{path}: cannot read input after byte {start}: {exc.strerror or exc}") from None
+            end = min(handle.tell(), size)
+            yield (str(path), start, end), keys
+            start = end
+        return
+    batch: list[bytes] = []
     number = 0
     try:
-        for number, raw in enumerate(handle, start=1):
-            batch.append((number, raw.rstrip(b"\n").rstrip(b"\r")))
+        for raw in handle:
+            number += 1  # the line being read, named if reading it fails
+            batch.append(raw.rstrip(b"\n"))
             if len(batch) == _BATCH_LINES:
                 yield batch, keys
                 batch = []
@@ -200,11 +232,12 @@ class _Progress:
             )
         self._start = time.monotonic()
 
-    def update(self, report: Report) -> None:
+    def update(self, report: Report, position: int | None) -> None:
+        """``position``: the byte the workers' finished jobs reached, or None to ask the file (the gzip path)."""
         if self._bar is None:
             return
         elapsed = max(time.monotonic() - self._start, 1e-9)
-        self._bar.n = self._raw.tell()
+        self._bar.n = self._raw.tell() if position is None else position
         self._bar.set_postfix_str(
             f"{report.documents / elapsed:,.0f} docs/s, {report.tokens / elapsed:,.0f} tok/s", refresh=False
         )
@@ -289,8 +322,11 @@ def build(options: Options) -> Report:
         with _open(options.input) as handle:
             progress = _Progress(options.input, handle, options.progress)
             try:
-                for results in pool.imap(_encode_batch, _batches(options.input, handle, options.json_keys)):
-                    for number, outcome in results:
+                lines_before = 0
+                for lines, position, results in pool.imap(
+                    _encode_batch, _jobs(options.input, handle, options.json_keys)
+                ):
+                    for number, outcome in enumerate(results, start=lines_before + 1):
                         if isinstance(outcome, str):
                             if not options.skip_invalid:
                                 raise AcceptanceError(f"{options.input}:{number}: {outcome}")
@@ -306,7 +342,8 @@ def build(options: Options) -> Report:
                             builders[key].end_document()
                             report.documents += 1
                             report.tokens += len(ids)
-                    progress.update(report)
+                    lines_before += lines
+                    progress.update(report, position)
             finally:
                 progress.close()
         pool.close()
