@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -257,6 +258,33 @@ def test_plain_input_read_by_workers_agrees_with_gzip_read_by_the_parent(tmp_pat
     with pytest.raises(AcceptanceError, match=r"strict\.jsonl:2501: empty line"):
         preprocess.build(preprocess.Options(strict, tmp_path / "strict", sources.BUNDLED_QWEN3, progress=False))
     assert not list(tmp_path.glob("strict_*"))
+
+
+def test_the_window_holds_the_feeder_until_a_job_is_written():
+    """The jobs handed to the pool and not yet written stay within the window, so workers faster than the writer
+    cannot pile their results up in its memory; closing it lets a waiting feeder end (the pool's terminate)."""
+    window, fed = preprocess._Window(3), []
+
+    def feed():
+        for job in window.feed(iter(range(10))):
+            fed.append(job)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+
+    def settled(n):
+        deadline = time.monotonic() + 10
+        while len(fed) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # room for a job too many to show up
+        return len(fed)
+
+    assert settled(3) == 3
+    window.written()
+    assert settled(4) == 4
+    window.close()
+    feeder.join(10)
+    assert not feeder.is_alive() and fed == [0, 1, 2, 3]
 
 
 def test_skip_invalid_counts_and_reports(tmp_path):

@@ -31,8 +31,8 @@ from qwen_acceptance.data import encoders
 from qwen_acceptance.data.sources import resolve_tokenizer
 from qwen_acceptance.errors import AcceptanceError
 
-_CHUNK_BYTES = 1 << 20  # a worker's share of a plain input, which it reads itself: the parent only finds line ends
-_BATCH_LINES = 256  # a worker's share of a gzip input, whose lines only the parent can read
+_CHUNK_BYTES = 1 << 20  # a job: whole lines of about this size (a plain input's read by the worker itself)
+_JOBS_PER_WORKER = 4  # in flight, not yet written: bounds what the writer holds when the workers outrun it
 # A job: (path, first byte, end byte) of whole lines for the worker to read, or the lines the parent read.
 _Job = tuple[tuple[str, int, int] | list[bytes], tuple[str, ...]]
 
@@ -195,14 +195,15 @@ def _jobs(path: Path, handle: IO[bytes], keys: tuple[str, ...]) -> Iterator[_Job
             start = end
         return
     batch: list[bytes] = []
-    number = 0
+    number = size = 0
     try:
         for raw in handle:
             number += 1  # the line being read, named if reading it fails
             batch.append(raw.rstrip(b"\n"))
-            if len(batch) == _BATCH_LINES:
+            size += len(raw)
+            if size >= _CHUNK_BYTES:
                 yield batch, keys
-                batch = []
+                batch, size = [], 0
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a cut download, or not gzip at all
         raise AcceptanceError(
             f"{path}: cannot read it as gzip at line {number + 1} (cut short, or not gzip): {exc}"
@@ -211,6 +212,31 @@ def _jobs(path: Path, handle: IO[bytes], keys: tuple[str, ...]) -> Iterator[_Job
         raise AcceptanceError(f"{path}: cannot read input at line {number + 1}: {exc.strerror or exc}") from None
     if batch:
         yield batch, keys
+
+
+class _Window:
+    """At most ``size`` jobs handed to the pool and not yet written. The workers can outrun the one writer (at many
+    workers), and their results would pile up in its memory; this keeps them to ``size`` jobs of about
+    ``_CHUNK_BYTES`` of input and their tokens."""
+
+    def __init__(self, size: int) -> None:
+        self._free = threading.Semaphore(size)
+        self._closed = False
+
+    def feed(self, jobs: Iterator[_Job]) -> Iterator[_Job]:
+        for job in jobs:
+            self._free.acquire()
+            if self._closed:
+                return
+            yield job
+
+    def written(self) -> None:
+        self._free.release()
+
+    def close(self) -> None:
+        """Let a feeder waiting for room stop (the pool's task thread must end for ``terminate`` to return)."""
+        self._closed = True
+        self._free.release()
 
 
 class _Progress:
@@ -300,6 +326,7 @@ def build(options: Options) -> Report:
         options.workers, _init_worker, (str(tokenizer_dir), report.encoder)
     )
     vocabulary = pool.apply_async(encoders.vocabulary, (tokenizer_dir,))
+    window = _Window(_JOBS_PER_WORKER * options.workers)
     stop_on_sigterm = _sigterm_raises()
     try:
         import torch
@@ -324,7 +351,7 @@ def build(options: Options) -> Report:
             try:
                 lines_before = 0
                 for lines, position, results in pool.imap(
-                    _encode_batch, _jobs(options.input, handle, options.json_keys)
+                    _encode_batch, window.feed(_jobs(options.input, handle, options.json_keys))
                 ):
                     for number, outcome in enumerate(results, start=lines_before + 1):
                         if isinstance(outcome, str):
@@ -343,6 +370,7 @@ def build(options: Options) -> Report:
                             report.documents += 1
                             report.tokens += len(ids)
                     lines_before += lines
+                    window.written()
                     progress.update(report, position)
             finally:
                 progress.close()
@@ -360,6 +388,7 @@ def build(options: Options) -> Report:
             os.replace(temps[key][1], idx)  # the index last: a dataset is there only once both are
             report.outputs[key] = options.output_prefix.parent / bin_.stem
     except BaseException:
+        window.close()
         pool.terminate()
         for bin_tmp, idx_tmp in temps.values():
             bin_tmp.unlink(missing_ok=True)
