@@ -16,7 +16,8 @@ The input is unique real text: the Python source files of this interpreter's sta
 ``sys.path`` (site-packages, and what PYTHONPATH carries), one document each, deduplicated by content, in sorted
 order, until ``--megabytes`` of JSON lines (a corpus repeated to size would favour the slow tokenizer's per-word
 cache and mislead). The parent's own CPU time in the steady phase is reported as the share of that phase it was
-busy: the steady rate divided by that share is where the single reader and writer would become the ceiling.
+busy: the steady rate divided by that share is where the one parent (it writes, and reads a
+``.jsonl.gz``; workers read a plain ``.jsonl`` themselves) would become the ceiling.
 """
 
 from __future__ import annotations
