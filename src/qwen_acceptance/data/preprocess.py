@@ -151,7 +151,7 @@ def _encode_batch(job: _Job) -> tuple[int, int | None, list[list[Any] | str]]:
     """The job's line count, the byte it read to (None for lines the parent read: the parent knows where it is)
     and, per line, the ids of each key's text (int32 arrays: cheap to send back) or why the line is invalid."""
     source, keys = job
-    lines = _read_lines(*source) if isinstance(source, tuple) else source
+    lines, end = (_read_lines(*source), source[2]) if isinstance(source, tuple) else (source, None)
     results: list[list[Any] | str] = []
     texts: list[str] = []
     for raw in lines:
@@ -164,7 +164,7 @@ def _encode_batch(job: _Job) -> tuple[int, int | None, list[list[Any] | str]]:
     for ids in results:
         if isinstance(ids, list):
             ids.extend(numpy.asarray(next(encoded), dtype=numpy.int32) for _ in keys)
-    return len(lines), source[2] if isinstance(source, tuple) else None, results
+    return len(lines), end, results
 
 
 # --- reading and writing -----------------------------------------------------------------------------------------
